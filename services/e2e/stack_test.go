@@ -1,0 +1,397 @@
+// Package e2e runs the whole stack — the five service binaries, the gateway
+// binary, a real PostgreSQL and a fake Clerk speaking the real wire protocol —
+// and checks it from the outside, over REST, as the dashboard would.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/internal/auth/authtest"
+	"github.com/tokenmanager/tokenmanager/services/internal/dbtest"
+)
+
+// binDir holds the binaries built once for all tests of the package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tm-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	pkgs := []string{
+		"github.com/tokenmanager/tokenmanager/services/cmd/token",
+		"github.com/tokenmanager/tokenmanager/services/cmd/team",
+		"github.com/tokenmanager/tokenmanager/services/cmd/audit",
+		"github.com/tokenmanager/tokenmanager/services/cmd/usage",
+		"github.com/tokenmanager/tokenmanager/services/cmd/health",
+		"github.com/tokenmanager/tokenmanager/services/cmd/tmctl",
+		"github.com/tokenmanager/tokenmanager/gateway/cmd/gateway",
+	}
+	build := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// process is one running binary with its captured log.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer
+	done chan error
+}
+
+func (p *process) Logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// stack is a running Token Manager.
+type stack struct {
+	t        *testing.T
+	url      string // gateway base URL
+	clerk    *authtest.FakeClerk
+	adminKey string
+	env      []string
+	procs    map[string]*process
+	metrics  map[string]string // service → metrics address
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{t: t, clerk: authtest.NewClerk(t), adminKey: auth.NewAdminKey(), procs: map[string]*process{}, metrics: map[string]string{}}
+	dbURL := dbtest.NewDatabase(t)
+	addrs := map[string]string{}
+	for _, name := range []string{"token", "team", "audit", "usage", "health"} {
+		addrs[name] = freeAddr(t)
+		s.metrics[name] = freeAddr(t)
+	}
+	httpAddr := freeAddr(t)
+	s.url = "http://" + httpAddr
+	common := []string{
+		"DATABASE_URL=" + dbURL,
+		"TM_SERVICE_SECRET=e2e-service-secret-0123456789abcdef0123456789",
+		"TM_LOG_LEVEL=debug",
+		"CLERK_API_URL=" + s.clerk.URL(),
+		"CLERK_SECRET_KEY=" + authtest.SecretKey,
+		"ALLOWED_FRONTEND_ORIGINS=" + authtest.DefaultOrigin + ",https://token.example.com",
+		"TM_TOKEN_ADDR=" + addrs["token"], "TM_TEAM_ADDR=" + addrs["team"], "TM_AUDIT_ADDR=" + addrs["audit"],
+		"TM_USAGE_ADDR=" + addrs["usage"], "TM_HEALTH_ADDR=" + addrs["health"],
+		"PATH=" + os.Getenv("PATH"),
+	}
+	s.env = common
+
+	migrate := exec.Command(filepath.Join(binDir, "tmctl"), "migrate")
+	migrate.Env = common
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("tmctl migrate: %v\n%s", err, out)
+	}
+
+	extra := map[string][]string{
+		"token": {"TOKEN_ENCRYPTION_KEY=" + "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M="},
+		"team":  {"TM_BOOTSTRAP_ADMIN_KEY=" + s.adminKey},
+	}
+	for _, name := range []string{"team", "token", "audit", "usage", "health"} {
+		env := append(append([]string{}, common...), extra[name]...)
+		env = append(env, "TM_GRPC_ADDR="+addrs[name], "TM_METRICS_ADDR="+s.metrics[name])
+		s.start(name, name, env)
+	}
+	gwEnv := append(append([]string{}, common...), "TM_HTTP_ADDR="+httpAddr, "TM_METRICS_ADDR="+freeAddr(t))
+	s.start("gateway", "gateway", gwEnv)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/health/detailed")
+		if err == nil {
+			var body struct{ Status string }
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if body.Status == "healthy" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			s.dumpLogs()
+			t.Fatalf("stack not healthy after 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *stack) start(name, bin string, env []string) {
+	s.t.Helper()
+	p := &process{name: name, done: make(chan error, 1)}
+	p.cmd = exec.Command(filepath.Join(binDir, bin))
+	p.cmd.Env = env
+	pr, pw := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	if err := p.cmd.Start(); err != nil {
+		s.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	go func() { err := p.cmd.Wait(); _ = pw.Close(); p.done <- err }()
+	s.procs[name] = p
+	s.t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	})
+}
+
+func (s *stack) dumpLogs() {
+	for name, p := range s.procs {
+		s.t.Logf("---- %s ----\n%s", name, p.Logs())
+	}
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (s *stack) do(method, path, bearer string, header map[string]string) response {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+}
+
+func detail(t *testing.T, r response) string {
+	t.Helper()
+	var b struct {
+		Detail *string `json:"detail"`
+	}
+	if err := json.Unmarshal(r.Body, &b); err != nil || b.Detail == nil {
+		t.Fatalf("body %q is not {\"detail\": string}", r.Body)
+	}
+	return *b.Detail
+}
+
+func TestStack(t *testing.T) {
+	s := startStack(t)
+	defer func() {
+		if t.Failed() {
+			s.dumpLogs()
+		}
+	}()
+
+	t.Run("health", func(t *testing.T) {
+		r := s.do("GET", "/health", "", nil)
+		if r.Status != 200 {
+			t.Fatalf("status %d", r.Status)
+		}
+		assertGolden(t, "health.json", r.Body, nil)
+	})
+
+	t.Run("health detailed", func(t *testing.T) {
+		r := s.do("GET", "/health/detailed", "", nil)
+		if r.Status != 200 {
+			t.Fatalf("status %d", r.Status)
+		}
+		var body struct {
+			Status string
+			Checks map[string]struct{ Status, Message string }
+		}
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"database": "healthy", "clerk": "healthy", "cloudflare_kv": "skipped",
+			"token_service": "healthy", "team_service": "healthy", "audit_service": "healthy",
+			"usage_service": "healthy", "health_service": "healthy",
+		}
+		for name, st := range want {
+			if got := body.Checks[name].Status; got != st {
+				t.Errorf("checks.%s.status = %q, want %q (%s)", name, got, st, body.Checks[name].Message)
+			}
+		}
+		if body.Status != "healthy" {
+			t.Errorf("status = %q", body.Status)
+		}
+		assertGolden(t, "health_detailed.json", r.Body, []string{"timestamp", "latency_ms"})
+	})
+
+	t.Run("credentials", func(t *testing.T) {
+		cases := []struct {
+			name   string
+			bearer string
+			status int
+		}{
+			{"none", "", 401},
+			{"malformed jwt", "not-a-jwt", 401},
+			{"expired jwt", s.clerk.SessionToken(t, "user_e2e", authtest.ExpiredFor(time.Minute)), 401},
+			{"foreign azp", s.clerk.SessionToken(t, "user_e2e", authtest.AZP("https://evil.example")), 401},
+			{"jwt signed by another key", s.clerk.SessionToken(t, "user_e2e", authtest.WrongKey()), 401},
+			{"unknown admin key", auth.NewAdminKey(), 401},
+			{"admin key with bad checksum", s.adminKey[:len(s.adminKey)-1] + "x", 401},
+			{"bootstrap admin key", s.adminKey, 501},
+			{"valid session", s.clerk.SessionToken(t, "user_e2e"), 501},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				r := s.do("GET", "/api/tokens", c.bearer, nil)
+				if r.Status != c.status {
+					t.Fatalf("GET /api/tokens: %d %s, want %d", r.Status, r.Body, c.status)
+				}
+				d := detail(t, r)
+				if c.bearer != "" && strings.Contains(d, c.bearer) {
+					t.Errorf("detail echoes the credential: %q", d)
+				}
+			})
+		}
+	})
+
+	t.Run("every service authenticates", func(t *testing.T) {
+		for _, path := range []string{"/api/tokens", "/api/teams", "/api/dashboard/audit-logs", "/api/usage/stats"} {
+			if r := s.do("GET", path, "", nil); r.Status != 401 {
+				t.Errorf("GET %s without credential: %d, want 401", path, r.Status)
+			}
+			if r := s.do("GET", path, s.adminKey, nil); r.Status != 501 {
+				t.Errorf("GET %s with admin key: %d %s, want 501", path, r.Status, r.Body)
+			}
+		}
+	})
+
+	t.Run("request id flows to the service", func(t *testing.T) {
+		r := s.do("GET", "/api/tokens", s.adminKey, map[string]string{"X-Request-Id": "e2e-req-42"})
+		if got := r.Header.Get("X-Request-Id"); got != "e2e-req-42" {
+			t.Fatalf("X-Request-Id echoed %q", got)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(s.procs["token"].Logs(), `"request_id":"e2e-req-42"`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("token service log has no line with the request id:\n%s", s.procs["token"].Logs())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	t.Run("CORS on errors", func(t *testing.T) {
+		r := s.do("GET", "/api/tokens", "", map[string]string{"Origin": "https://token.example.com"})
+		if r.Status != 401 || r.Header.Get("Access-Control-Allow-Origin") != "https://token.example.com" {
+			t.Errorf("401 without CORS: %d %v", r.Status, r.Header)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + s.metrics["token"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "grpc_server_handled_total") {
+			t.Errorf("token /metrics lacks grpc_server_handled_total")
+		}
+	})
+
+	t.Run("secrets stay out of logs", func(t *testing.T) {
+		for name, p := range s.procs {
+			logs := p.Logs()
+			for _, secret := range []string{s.adminKey, authtest.SecretKey, "e2e-service-secret"} {
+				if strings.Contains(logs, secret) {
+					t.Errorf("%s log contains a secret", name)
+				}
+			}
+		}
+	})
+
+	t.Run("graceful shutdown", func(t *testing.T) {
+		for _, name := range []string{"gateway", "health", "usage", "audit", "token", "team"} {
+			p := s.procs[name]
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-p.done:
+				if err != nil {
+					t.Errorf("%s exited with %v after SIGTERM", name, err)
+				}
+				p.done <- err // for the cleanup
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s did not stop within 10s of SIGTERM", name)
+			}
+		}
+	})
+}
+
+// TestBinariesRefuseBadConfig checks that every binary lists every problem
+// at once and exits 2 without starting.
+func TestBinariesRefuseBadConfig(t *testing.T) {
+	for _, bin := range []string{"token", "team", "audit", "usage", "health", "gateway"} {
+		cmd := exec.Command(filepath.Join(binDir, bin))
+		cmd.Env = []string{"TM_GRPC_ADDR=nonsense", "TM_HTTP_ADDR=nonsense", "TM_LOG_LEVEL=loud", "TM_SERVICE_SECRET=short"}
+		out, err := cmd.CombinedOutput()
+		exit, ok := err.(*exec.ExitError)
+		if !ok || exit.ExitCode() != 2 {
+			t.Errorf("%s: exit %v, want 2\n%s", bin, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), "TM_LOG_LEVEL") {
+			t.Errorf("%s: output does not name every problem:\n%s", bin, out)
+		}
+		if strings.Contains(string(out), "short") && bin != "gateway" {
+			t.Errorf("%s: output echoes a secret value:\n%s", bin, out)
+		}
+	}
+}

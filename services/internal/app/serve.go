@@ -1,0 +1,96 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+
+	healthv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/health/v1"
+	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
+	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
+	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/internal/db"
+	"github.com/tokenmanager/tokenmanager/services/internal/grpcserver"
+	"github.com/tokenmanager/tokenmanager/services/internal/migrate"
+	"github.com/tokenmanager/tokenmanager/services/internal/teamclient"
+)
+
+// PublicMethods need no credential: liveness and readiness probes, the
+// anonymous health endpoints of the contract, and usage ingest (which
+// carries an HMAC signature of its own instead).
+var PublicMethods = map[string]bool{
+	"/grpc.health.v1.Health/Check":                          true,
+	"/grpc.health.v1.Health/Watch":                          true,
+	healthv1.HealthService_Check_FullMethodName:             true,
+	healthv1.HealthService_GetDetailedHealth_FullMethodName: true,
+	usagev1.UsageService_Ingest_FullMethodName:              true,
+}
+
+// OpenDB connects to DATABASE_URL and checks that the schemas of sets are
+// migrated to what this binary expects (tmctl migrate applies them; a
+// service never migrates on its own at start-up).
+func OpenDB(ctx context.Context, c Common, sets ...migrate.Set) (*pgxpool.Pool, error) {
+	pool, err := db.Connect(ctx, c.DatabaseURL.Reveal(), db.WithApplicationName("tm-"+c.Name))
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sets {
+		if err := migrate.Check(ctx, pool, s); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+// Dial connects to another service with this service's own credential.
+func Dial(ctx context.Context, c Common, log *slog.Logger, addr string) (*grpc.ClientConn, error) {
+	return grpcserver.Dial(ctx, addr, log, c.Name, []byte(c.ServiceSecret.Reveal()))
+}
+
+// Authenticator builds the authentication every service runs: Clerk session
+// tokens verified locally (when Clerk is configured), admin keys and users
+// resolved to roles by resolver (cached briefly), service credentials
+// verified with TM_SERVICE_SECRET.
+func Authenticator(c Common, log *slog.Logger, resolver auth.Resolver) (*auth.Authenticator, error) {
+	a := &auth.Authenticator{
+		Resolver:      auth.NewCachingResolver(resolver, auth.CacheOptions{}),
+		ServiceSecret: []byte(c.ServiceSecret.Reveal()),
+		Public:        PublicMethods,
+		Log:           log,
+	}
+	if c.Clerk.SecretKey.Reveal() != "" {
+		v, err := auth.NewClerkVerifier(auth.ClerkConfig{
+			APIURL:         c.Clerk.APIURL,
+			SecretKey:      c.Clerk.SecretKey.Reveal(),
+			AllowedOrigins: c.Clerk.AllowedOrigins,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("clerk verifier: %w", err)
+		}
+		a.Verifier = v
+	} else {
+		log.Warn("CLERK_SECRET_KEY is not set: session tokens are refused; only admin keys authenticate")
+	}
+	return a, nil
+}
+
+// RemoteResolver resolves principals through the team service.
+func RemoteResolver(conn grpc.ClientConnInterface) auth.Resolver {
+	return teamclient.Resolver{Client: teamv1.NewTeamServiceClient(conn)}
+}
+
+// Serve runs a gRPC server for service c with the platform's interceptor
+// chain until ctx is cancelled. register adds the service's implementation.
+func Serve(ctx context.Context, c Common, log *slog.Logger, authn *auth.Authenticator, register func(*grpc.Server)) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := grpcserver.New(grpcserver.Options{Name: c.Name, Log: log, Auth: authn, Registerer: reg})
+	register(srv.GRPC())
+	return srv.Run(ctx, c.GRPCAddr, c.MetricsAddr)
+}

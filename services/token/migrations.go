@@ -1,0 +1,13 @@
+package token
+
+import (
+	"embed"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations is the token schema's numbered migrations, applied by "tmctl migrate".
+var Migrations = migrate.Set{Schema: "token", FS: migrations, Dir: "migrations"}
