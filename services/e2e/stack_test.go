@@ -92,8 +92,25 @@ type stack struct {
 	metrics  map[string]string // service → metrics address
 }
 
-func startStack(t *testing.T) *stack {
+// stackOption adjusts a stack before it starts.
+type stackOption func(*stackConfig)
+
+type stackConfig struct {
+	env map[string][]string // binary name → extra KEY=value entries
+}
+
+// withEnv adds KEY=value entries to the environment of one binary ("token",
+// "team", "audit", "usage", "health", "gateway") or of all ("*").
+func withEnv(binary string, kv ...string) stackOption {
+	return func(c *stackConfig) { c.env[binary] = append(c.env[binary], kv...) }
+}
+
+func startStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
+	sc := &stackConfig{env: map[string][]string{}}
+	for _, o := range opts {
+		o(sc)
+	}
 	s := &stack{t: t, clerk: authtest.NewClerk(t), adminKey: auth.NewAdminKey(), procs: map[string]*process{}, metrics: map[string]string{}}
 	dbURL := dbtest.NewDatabase(t)
 	addrs := map[string]string{}
@@ -114,6 +131,7 @@ func startStack(t *testing.T) *stack {
 		"TM_USAGE_ADDR=" + addrs["usage"], "TM_HEALTH_ADDR=" + addrs["health"],
 		"PATH=" + os.Getenv("PATH"),
 	}
+	common = append(common, sc.env["*"]...)
 	s.env = common
 
 	migrate := exec.Command(filepath.Join(binDir, "tmctl"), "migrate")
@@ -129,9 +147,11 @@ func startStack(t *testing.T) *stack {
 	for _, name := range []string{"team", "token", "audit", "usage", "health"} {
 		env := append(append([]string{}, common...), extra[name]...)
 		env = append(env, "TM_GRPC_ADDR="+addrs[name], "TM_METRICS_ADDR="+s.metrics[name])
+		env = append(env, sc.env[name]...)
 		s.start(name, name, env)
 	}
 	gwEnv := append(append([]string{}, common...), "TM_HTTP_ADDR="+httpAddr, "TM_METRICS_ADDR="+freeAddr(t))
+	gwEnv = append(gwEnv, sc.env["gateway"]...)
 	s.start("gateway", "gateway", gwEnv)
 
 	deadline := time.Now().Add(30 * time.Second)
