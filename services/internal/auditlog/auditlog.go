@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -82,25 +84,43 @@ func Record(ctx context.Context, tx db.DBTX, schema string, changes ...Change) e
 }
 
 // Deliver is the outbox handler that sends audit events to the audit
-// service in one Record call per batch.
+// service in one Record call per batch. Record is all-or-nothing, so when it
+// refuses a batch as invalid the events are retried one by one: the valid
+// ones are delivered, and an invalid one (a bug in its writer; it can never
+// become valid) is parked for an hour at a time, visible in the outbox depth
+// metrics, instead of being dropped or retried in a tight loop.
 func Deliver(client auditv1.AuditServiceClient) outbox.Handler {
 	return func(ctx context.Context, entries []outbox.Entry) []error {
 		errs := make([]error, len(entries))
-		req := &auditv1.RecordRequest{}
-		idx := make([]int, 0, len(entries))
+		events := make([]*auditv1.AuditEvent, len(entries))
+		var batch []*auditv1.AuditEvent
 		for i, e := range entries {
 			ev := &auditv1.AuditEvent{}
 			if err := protojson.Unmarshal(e.Payload, ev); err != nil {
-				errs[i] = fmt.Errorf("undecodable audit event %d: %w", e.ID, err)
+				errs[i] = outbox.RetryAfter(parkFor, fmt.Errorf("undecodable audit event %d: %w", e.ID, err))
 				continue
 			}
-			req.Events = append(req.Events, ev)
-			idx = append(idx, i)
+			events[i] = ev
+			batch = append(batch, ev)
 		}
-		if len(req.Events) > 0 {
-			if _, err := client.Record(ctx, req); err != nil {
-				for _, i := range idx {
-					errs[i] = err
+		if len(batch) > 0 {
+			_, err := client.Record(ctx, &auditv1.RecordRequest{Events: batch})
+			switch {
+			case err == nil:
+			case status.Code(err) == codes.InvalidArgument && len(batch) > 1:
+				for i, ev := range events {
+					if ev == nil {
+						continue
+					}
+					if _, err := client.Record(ctx, &auditv1.RecordRequest{Events: []*auditv1.AuditEvent{ev}}); err != nil {
+						errs[i] = classify(err)
+					}
+				}
+			default:
+				for i, ev := range events {
+					if ev != nil {
+						errs[i] = classify(err)
+					}
 				}
 			}
 		}
@@ -111,6 +131,17 @@ func Deliver(client auditv1.AuditServiceClient) outbox.Handler {
 		}
 		return nil
 	}
+}
+
+// parkFor is how long an event the audit service refused as invalid waits
+// before it is tried again.
+const parkFor = time.Hour
+
+func classify(err error) error {
+	if status.Code(err) == codes.InvalidArgument {
+		return outbox.RetryAfter(parkFor, err)
+	}
+	return err
 }
 
 // Actor is the caller of ctx as the audit trail records it.
