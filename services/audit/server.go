@@ -1,52 +1,205 @@
-// Package audit is the audit service: the append-only, hash-chained audit trail of every change and reveal.
-//
-// Foundation slice: an authenticated server whose RPCs answer Unimplemented
-// until the audit service issue builds them.
 package audit
 
 import (
 	"context"
-	"log/slog"
+	"encoding/json"
+	"fmt"
+	"time"
 
-	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
-	"github.com/tokenmanager/tokenmanager/services/internal/app"
-	"github.com/tokenmanager/tokenmanager/services/internal/config"
+	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/internal/errs"
 )
 
-// Config is the audit service's configuration.
-type Config struct {
-	app.Common
-}
-
-// LoadConfig reads the audit service's configuration.
-func LoadConfig(l *config.Loader) Config {
-	return Config{Common: app.LoadCommon(l, app.Audit, true)}
-}
-
-// Server is the AuditService gRPC server.
+// Server is the AuditService gRPC server: authentication, proto <-> domain
+// and nothing else; the rules live in Service.
 type Server struct {
 	auditv1.UnimplementedAuditServiceServer
+	svc *Service
 }
 
-// Run runs the audit service until ctx is cancelled.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	pool, err := app.OpenDB(ctx, cfg.Common)
+// NewServer returns the gRPC server of svc.
+func NewServer(svc *Service) *Server { return &Server{svc: svc} }
+
+// caller is the authenticated principal (every audit RPC needs one).
+func caller(ctx context.Context) (*auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, errs.Unauthenticated("Not authenticated: missing bearer credential")
+	}
+	return p, nil
+}
+
+// Record appends a batch of events (internal: the writers' outbox relays).
+func (s *Server) Record(ctx context.Context, req *auditv1.RecordRequest) (*auditv1.RecordResponse, error) {
+	if err := auth.RequireService(ctx); err != nil {
+		return nil, err
+	}
+	recorded, dups, err := s.svc.Record(ctx, req.GetEvents())
+	if err != nil {
+		return nil, err
+	}
+	return &auditv1.RecordResponse{Recorded: int32(recorded), Duplicates: int32(dups)}, nil
+}
+
+// ListAuditLogs is GET /api/dashboard/audit-logs.
+func (s *Server) ListAuditLogs(ctx context.Context, req *auditv1.ListAuditLogsRequest) (*auditv1.ListAuditLogsResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := filterOf(req.GetAction(), req.GetEntityType(), req.GetTeamId(), req.GetActor(), req.GetFrom(), req.GetTo())
+	if err != nil {
+		return nil, err
+	}
+	limit := DefaultLimit
+	if req.Limit != nil {
+		limit = int(req.GetLimit().GetValue())
+	}
+	page, err := s.svc.List(ctx, p, f, limit, int(req.GetOffset()))
+	if err != nil {
+		return nil, err
+	}
+	out := &auditv1.ListAuditLogsResponse{Total: page.Total, Limit: int32(page.Limit), Offset: int32(page.Offset),
+		Data: make([]*auditv1.AuditLog, 0, len(page.Events))}
+	for i := range page.Events {
+		l, err := toProto(&page.Events[i])
+		if err != nil {
+			return nil, err
+		}
+		out.Data = append(out.Data, l)
+	}
+	return out, nil
+}
+
+// ExportAuditLogs is GET /api/dashboard/audit-logs/export (CSV chunks).
+func (s *Server) ExportAuditLogs(req *auditv1.ExportAuditLogsRequest, stream auditv1.AuditService_ExportAuditLogsServer) error {
+	ctx := stream.Context()
+	p, err := caller(ctx)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	teamConn, err := app.Dial(ctx, cfg.Common, log, cfg.Addrs.Team)
+	f, err := filterOf(req.GetAction(), req.GetEntityType(), req.GetTeamId(), req.GetActor(), req.GetFrom(), req.GetTo())
 	if err != nil {
 		return err
 	}
-	defer teamConn.Close()
-	authn, err := app.Authenticator(cfg.Common, log, app.RemoteResolver(teamConn))
-	if err != nil {
-		return err
-	}
-	return app.Serve(ctx, cfg.Common, log, authn, func(s *grpc.Server) {
-		auditv1.RegisterAuditServiceServer(s, &Server{})
+	return s.svc.Export(ctx, p, f, func(chunk []byte) error {
+		return stream.Send(&auditv1.ExportAuditLogsResponse{Chunk: chunk})
 	})
+}
+
+// VerifyChain is GET /api/dashboard/audit-logs/verify (global ADMIN).
+func (s *Server) VerifyChain(ctx context.Context, _ *auditv1.VerifyChainRequest) (*auditv1.VerifyChainResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.svc.Verify(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return &auditv1.VerifyChainResponse{Ok: r.OK, EventsChecked: r.Checked, FirstBrokenId: r.FirstBrokenID, Reason: r.Reason}, nil
+}
+
+// GetStats is GET /api/stats.
+func (s *Server) GetStats(ctx context.Context, _ *auditv1.GetStatsRequest) (*auditv1.GetStatsResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.svc.Stats(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	out := &auditv1.GetStatsResponse{TotalTokens: st.TotalTokens, TotalRoutes: st.TotalRoutes,
+		RecentActivity: make([]*auditv1.Activity, 0, len(st.Recent))}
+	for _, e := range st.Recent {
+		d, err := detailsOf(e.Details)
+		if err != nil {
+			return nil, err
+		}
+		out.RecentActivity = append(out.RecentActivity, &auditv1.Activity{
+			Action: e.Action, EntityType: e.EntityType, Details: d, CreatedAt: timestamppb.New(e.OccurredAt)})
+	}
+	return out, nil
+}
+
+// ListRecentEvents serves the dashboard overview (internal: usage service).
+func (s *Server) ListRecentEvents(ctx context.Context, req *auditv1.ListRecentEventsRequest) (*auditv1.ListRecentEventsResponse, error) {
+	if err := auth.RequireService(ctx); err != nil {
+		return nil, err
+	}
+	events, err := s.svc.Recent(ctx, req.GetTeamIds(), req.GetAllTeams(), int(req.GetLimit()))
+	if err != nil {
+		return nil, err
+	}
+	out := &auditv1.ListRecentEventsResponse{Events: make([]*auditv1.AuditLog, 0, len(events))}
+	for i := range events {
+		l, err := toProto(&events[i])
+		if err != nil {
+			return nil, err
+		}
+		out.Events = append(out.Events, l)
+	}
+	return out, nil
+}
+
+func filterOf(action, entityType, team, actor string, from, to *timestamppb.Timestamp) (Filter, error) {
+	f := Filter{Action: action, EntityType: entityType, TeamID: team, Actor: actor}
+	for _, b := range []struct {
+		name string
+		ts   *timestamppb.Timestamp
+		dst  *time.Time
+	}{{"from", from, &f.From}, {"to", to, &f.To}} {
+		if b.ts == nil {
+			continue
+		}
+		if err := b.ts.CheckValid(); err != nil {
+			return f, errs.Invalid(b.name + " is not a valid time")
+		}
+		*b.dst = b.ts.AsTime()
+	}
+	return f, nil
+}
+
+func toProto(e *Event) (*auditv1.AuditLog, error) {
+	d, err := detailsOf(e.Details)
+	if err != nil {
+		return nil, err
+	}
+	return &auditv1.AuditLog{
+		Id:         e.ID,
+		CreatedAt:  timestamppb.New(e.OccurredAt),
+		Action:     e.Action,
+		EntityType: e.EntityType,
+		EntityId:   e.EntityID,
+		Details:    d,
+		TeamId:     optional(e.TeamID),
+		Actor:      &auditv1.Actor{Type: e.ActorType, Id: e.ActorID, Email: e.ActorEmail, Name: e.ActorName},
+		RequestId:  optional(e.RequestID),
+		ClientIp:   optional(e.ClientIP),
+		UserAgent:  optional(e.UserAgent),
+	}, nil
+}
+
+// detailsOf turns stored jsonb into the JSON object clients receive (never
+// a JSON-encoded string, unlike v2.7).
+func detailsOf(raw []byte) (*structpb.Struct, error) {
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("stored details: %w", err)
+	}
+	return structpb.NewStruct(m)
+}
+
+// optional maps "" (not recorded) to JSON null.
+func optional(s string) *wrapperspb.StringValue {
+	if s == "" {
+		return nil
+	}
+	return wrapperspb.String(s)
 }

@@ -306,8 +306,8 @@ func TestStack(t *testing.T) {
 			{"jwt signed by another key", s.clerk.SessionToken(t, "user_e2e", authtest.WrongKey()), 401},
 			{"unknown admin key", auth.NewAdminKey(), 401},
 			{"admin key with bad checksum", s.adminKey[:len(s.adminKey)-1] + "x", 401},
-			{"bootstrap admin key", s.adminKey, 501},
-			{"valid session", s.clerk.SessionToken(t, "user_e2e"), 501},
+			{"bootstrap admin key", s.adminKey, 200},
+			{"valid session, no roles yet", s.clerk.SessionToken(t, "user_e2e"), 200},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -315,9 +315,10 @@ func TestStack(t *testing.T) {
 				if r.Status != c.status {
 					t.Fatalf("GET /api/tokens: %d %s, want %d", r.Status, r.Body, c.status)
 				}
-				d := detail(t, r)
-				if c.bearer != "" && strings.Contains(d, c.bearer) {
-					t.Errorf("detail echoes the credential: %q", d)
+				if r.Status >= 400 {
+					if d := detail(t, r); c.bearer != "" && strings.Contains(d, c.bearer) {
+						t.Errorf("detail echoes the credential: %q", d)
+					}
 				}
 			})
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clerk/clerk-sdk-go/v2"
@@ -12,9 +14,11 @@ import (
 	cloudflare "github.com/cloudflare/cloudflare-go"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
 )
 
@@ -155,4 +159,122 @@ func ServiceCheck(conn grpc.ClientConnInterface) Check {
 		}
 		return Result{Status: StatusHealthy, Message: "serving"}
 	}
+}
+
+// KV sync thresholds of the cloudflare_kv check.
+const (
+	// maxPendingAge: a KV change waiting longer than this (revocations
+	// included) means the sync is stuck or far behind.
+	maxPendingAge = 60 * time.Second
+	// reconcileInterval is the token service's reconcile period as health
+	// assumes it (GetSyncStatus does not report it): the reconcile is late
+	// after twice that.
+	reconcileInterval = 15 * time.Minute
+	maxLastErrorLen   = 200
+)
+
+// WithSyncStatus extends the Cloudflare KV check (kv) with the token
+// service's sync state from TokenService.GetSyncStatus: Cloudflare can be
+// reachable while revocations pile up in the outbox. The state goes into
+// the result's details (outbox_depth, oldest_pending_age_s,
+// delivery_failures, last_reconcile_at, last_reconcile_drift, last_error),
+// and the check is at least "warning" when the oldest pending change is
+// older than 60 s, the last reconcile is older than twice its interval,
+// the sync is failing (the last delivery round failed), the token service
+// has sync disabled, or its state cannot be read. A skipped kv check stays
+// skipped: there is nothing to sync to.
+func WithSyncStatus(kv Check, tokens tokenv1.TokenServiceClient, now func() time.Time) Check {
+	return func(ctx context.Context) Result {
+		type answer struct {
+			st  *tokenv1.GetSyncStatusResponse
+			err error
+		}
+		ch := make(chan answer, 1)
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			st, err := tokens.GetSyncStatus(sctx, &tokenv1.GetSyncStatusRequest{})
+			ch <- answer{st, err}
+		}()
+		r := kv(ctx)
+		if r.Status == StatusSkipped {
+			return r
+		}
+		a := <-ch
+		if r.Details == nil {
+			r.Details = map[string]string{}
+		}
+		if a.err != nil {
+			reason := "not reachable"
+			if ctx.Err() != nil {
+				reason = "timed out"
+			} else if st, ok := status.FromError(a.err); ok && st.Code() != codes.Unavailable {
+				reason = st.Code().String()
+			}
+			r.Details["sync_status"] = "unavailable"
+			return degrade(r, "KV sync state unknown: token service "+reason)
+		}
+		for k, v := range syncDetails(a.st) {
+			r.Details[k] = v
+		}
+		for _, reason := range syncProblems(a.st, now()) {
+			r = degrade(r, reason)
+		}
+		return r
+	}
+}
+
+func syncDetails(st *tokenv1.GetSyncStatusResponse) map[string]string {
+	d := map[string]string{
+		"outbox_depth":         strconv.FormatInt(st.GetOutboxDepth(), 10),
+		"oldest_pending_age_s": strconv.FormatInt(int64(st.GetOldestPendingAge().AsDuration().Seconds()), 10),
+		"delivery_failures":    strconv.FormatInt(st.GetDeliveryFailures(), 10),
+		"last_reconcile_at":    "",
+		"last_reconcile_drift": strconv.FormatInt(st.GetLastReconcileDrift(), 10),
+		"last_error":           clip(st.GetLastError(), maxLastErrorLen),
+	}
+	if st.GetLastReconcileAt() != nil {
+		d["last_reconcile_at"] = st.GetLastReconcileAt().AsTime().UTC().Format(time.RFC3339)
+	}
+	return d
+}
+
+// syncProblems lists why a sync state is not healthy.
+func syncProblems(st *tokenv1.GetSyncStatusResponse, now time.Time) []string {
+	if !st.GetKvConfigured() {
+		return []string{"the token service has KV sync disabled (Cloudflare is not configured for it)"}
+	}
+	var out []string
+	if age := st.GetOldestPendingAge().AsDuration(); st.GetOutboxDepth() > 0 && age > maxPendingAge {
+		out = append(out, fmt.Sprintf("%d KV changes pending, the oldest for %ds", st.GetOutboxDepth(), int64(age.Seconds())))
+	}
+	// Never reconciled yet is not late: the reconciler runs at start-up, and
+	// a failing one shows through the failures below.
+	if at := st.GetLastReconcileAt(); at != nil && now.Sub(at.AsTime()) > 2*reconcileInterval {
+		out = append(out, fmt.Sprintf("last reconcile %s ago", now.Sub(at.AsTime()).Truncate(time.Second)))
+	}
+	if st.GetDeliveryFailures() > 0 && st.GetLastError() != "" {
+		out = append(out, "KV sync failing")
+	}
+	return out
+}
+
+// degrade lowers a healthy result to a warning and adds reason to its message.
+func degrade(r Result, reason string) Result {
+	if r.Status == StatusHealthy {
+		r.Status = StatusWarning
+	}
+	if r.Message == "" {
+		r.Message = reason
+	} else {
+		r.Message += "; " + reason
+	}
+	return r
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

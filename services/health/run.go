@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	healthv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/health/v1"
+	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
 	"github.com/tokenmanager/tokenmanager/services/internal/config"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
@@ -42,8 +43,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	hc := &http.Client{Timeout: checkTimeout}
 	checks := map[string]Check{
-		"cloudflare_kv": CloudflareCheck(cfg.Cloudflare, hc),
-		"clerk":         ClerkCheck(cfg.Clerk, hc),
+		"clerk": ClerkCheck(cfg.Clerk, hc),
 		"database": func(ctx context.Context) Result {
 			if cfg.DatabaseURL.Reveal() == "" {
 				return DatabaseCheck(nil)(ctx)
@@ -68,6 +68,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		conns[name] = conn
 		checks[name+"_service"] = ServiceCheck(conn)
 	}
+	// The KV check includes the token service's sync state, asked over the
+	// same (service-credentialed) connection as its liveness.
+	checks["cloudflare_kv"] = WithSyncStatus(CloudflareCheck(cfg.Cloudflare, hc), tokenv1.NewTokenServiceClient(conns[app.Token]), time.Now)
 	authn, err := app.Authenticator(cfg.Common, log, app.RemoteResolver(conns[app.Team]))
 	if err != nil {
 		return err

@@ -3,7 +3,11 @@
 // invitations. It also answers "who is this caller" for every other service
 // (GetPrincipal), so authorization rules rest on one set of roles.
 //
-// The foundation slice implemented here: the schema, the bootstrap admin
-// key, principal resolution for admin keys and Clerk users, and LookupTeams.
-// The remaining RPCs answer Unimplemented until the team service issue.
+// Layout: server.go converts proto ↔ domain; service.go and the files per
+// aggregate (teams.go, members.go, users.go, invitations.go, adminkeys.go,
+// importroles.go) hold the use cases, each authorizing through package
+// authz and writing its change, audit event and Clerk mirror message in one
+// transaction; queries.go and store.go are the SQL; directory.go is Clerk
+// (clerk-sdk-go); mirror.go is the outbox handler that writes roles to
+// Clerk publicMetadata.
 package team

@@ -3,14 +3,21 @@ package team
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"google.golang.org/grpc"
 
+	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
+	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
+	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
+	"github.com/tokenmanager/tokenmanager/services/internal/outbox"
 )
 
-// Run runs the team service until ctx is cancelled.
+// Run runs the team service until ctx is cancelled: the gRPC server, and
+// two outbox relays — audit events to the audit service, role mirrors to
+// Clerk — that drain what the server's transactions enqueue.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pool, err := app.OpenDB(ctx, cfg.Common, Migrations)
 	if err != nil {
@@ -23,12 +30,55 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		log.Info("bootstrap admin key is live", "prefix", key[:keyPrefixLen])
 	}
-	srv := NewServer(pool)
+	tokenConn, err := app.Dial(ctx, cfg.Common, log, cfg.Addrs.Token)
+	if err != nil {
+		return err
+	}
+	defer tokenConn.Close()
+	auditConn, err := app.Dial(ctx, cfg.Common, log, cfg.Addrs.Audit)
+	if err != nil {
+		return err
+	}
+	defer auditConn.Close()
+
+	dir := NewDirectory(cfg.Clerk.APIURL, cfg.Clerk.SecretKey.Reveal())
+	srv := NewServer(pool, Options{
+		Directory:             dir,
+		Tokens:                TokenServiceCounter{Client: tokenv1.NewTokenServiceClient(tokenConn)},
+		Log:                   log,
+		UserTTL:               cfg.UserCacheTTL,
+		InvitationRedirectURL: cfg.InvitationRedirectURL,
+	})
 	authn, err := app.Authenticator(cfg.Common, log, srv.Resolver())
 	if err != nil {
 		return err
 	}
+	// The team service reads roles from its own tables (a few indexed
+	// queries), so it skips the platform's 5 s principal cache: a role
+	// change or key revocation applies to its own methods at once — the
+	// creator of a team can manage it on the next request.
+	authn.Resolver = srv.Resolver()
+
+	relays := []*outbox.Relay{
+		{Pool: pool, Schema: schema, Topics: []string{auditlog.Topic}, Handler: auditlog.Deliver(auditv1.NewAuditServiceClient(auditConn)), Logger: log},
+		{Pool: pool, Schema: schema, Topics: []string{TopicClerkRoles}, Handler: MirrorRoles(pool, dir, log), Logger: log},
+	}
+	rctx, stopRelays := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, r := range relays {
+		wg.Go(func() {
+			if err := r.Run(rctx); err != nil {
+				log.Error("outbox relay stopped", "error", err)
+			}
+		})
+	}
+	defer func() { stopRelays(); wg.Wait() }()
+
+	var metrics []app.ServeOption
+	for _, r := range relays {
+		metrics = append(metrics, app.WithMetrics(r.Register))
+	}
 	return app.Serve(ctx, cfg.Common, log, authn, func(s *grpc.Server) {
 		teamv1.RegisterTeamServiceServer(s, srv)
-	})
+	}, metrics...)
 }

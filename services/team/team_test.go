@@ -108,7 +108,7 @@ func TestUserPrincipal(t *testing.T) {
 func TestGetPrincipalIsInternal(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.NewPool(t, Migrations)
-	srv := NewServer(pool)
+	srv := NewServer(pool, Options{})
 	key := auth.NewAdminKey()
 	if err := EnsureBootstrapKey(ctx, pool, key); err != nil {
 		t.Fatal(err)

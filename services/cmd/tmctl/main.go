@@ -2,6 +2,9 @@
 //
 //	tmctl migrate          apply every service schema's migrations (DATABASE_URL)
 //	tmctl admin-key new    print a fresh admin key (for TM_BOOTSTRAP_ADMIN_KEY)
+//	tmctl import-roles [-dry-run]
+//	                       copy roles from Clerk publicMetadata into the team schema, once
+//	                       (DATABASE_URL, CLERK_SECRET_KEY, CLERK_API_URL); prints a JSON summary
 //
 // Run with -check-config to validate the environment and list the variables read.
 package main
@@ -15,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/tokenmanager/tokenmanager/services/audit"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/config"
@@ -22,10 +26,11 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/migrate"
 	"github.com/tokenmanager/tokenmanager/services/team"
 	"github.com/tokenmanager/tokenmanager/services/token"
+	"github.com/tokenmanager/tokenmanager/services/usage"
 )
 
 // schemas are the migration sets tmctl applies, in order.
-var schemas = []migrate.Set{token.Migrations, team.Migrations}
+var schemas = []migrate.Set{token.Migrations, team.Migrations, usage.Migrations, audit.Migrations}
 
 type migrateConfig struct {
 	DatabaseURL config.Secret
@@ -35,19 +40,52 @@ func loadMigrateConfig(l *config.Loader) migrateConfig {
 	return migrateConfig{DatabaseURL: l.SecretURL("DATABASE_URL", true, "postgres", "postgresql")}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: tmctl [-check-config] migrate | admin-key new")
+type importConfig struct {
+	DatabaseURL    config.Secret
+	ClerkSecretKey config.Secret
+	ClerkAPIURL    string
+}
+
+func loadImportConfig(l *config.Loader) importConfig {
+	c := importConfig{
+		DatabaseURL:    l.SecretURL("DATABASE_URL", true, "postgres", "postgresql"),
+		ClerkSecretKey: l.RequiredSecret("CLERK_SECRET_KEY", 1),
+		ClerkAPIURL:    l.URL("CLERK_API_URL", auth.DefaultClerkAPIURL, "https", "http"),
+	}
+	return c
+}
+
+func printUsage() {
+	fmt.Fprintln(os.Stderr, "usage: tmctl [-check-config] migrate | admin-key new | import-roles [-dry-run]")
 	os.Exit(2)
 }
 
 func main() {
 	checkConfig := flag.Bool("check-config", false, "validate the configuration from the environment, print the variables read as JSON, and exit")
-	flag.Usage = usage
+	flag.Usage = printUsage
 	flag.Parse()
 	args := flag.Args()
 
 	if len(args) == 2 && args[0] == "admin-key" && args[1] == "new" {
 		fmt.Println(auth.NewAdminKey())
+		return
+	}
+	if len(args) >= 1 && args[0] == "import-roles" {
+		fs := flag.NewFlagSet("import-roles", flag.ExitOnError)
+		dryRun := fs.Bool("dry-run", false, "report what would be imported without writing")
+		_ = fs.Parse(args[1:])
+		if fs.NArg() != 0 {
+			printUsage()
+		}
+		cfg, _, err := app.Load(os.LookupEnv, loadImportConfig)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
+			os.Exit(2)
+		}
+		if err := runImportRoles(cfg, *dryRun); err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl import-roles: %v\n", err)
+			os.Exit(1)
+		}
 		return
 	}
 	if *checkConfig || (len(args) == 1 && args[0] == "migrate") {
@@ -66,7 +104,7 @@ func main() {
 		}
 		return
 	}
-	usage()
+	printUsage()
 }
 
 func runMigrate(cfg migrateConfig) error {
@@ -90,4 +128,30 @@ func runMigrate(cfg migrateConfig) error {
 		}
 	}
 	return nil
+}
+
+// runImportRoles runs the ImportClerkRoles logic directly against the
+// database: an operator with DATABASE_URL needs no admin key for it. Audit
+// events go to the team outbox, which the team service delivers.
+func runImportRoles(cfg importConfig, dryRun bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), db.WithApplicationName("tmctl-import-roles"))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrate.Check(ctx, pool, team.Migrations); err != nil {
+		return err
+	}
+	res, err := team.ImportClerkRoles(ctx, pool, team.NewDirectory(cfg.ClerkAPIURL, cfg.ClerkSecretKey.Reveal()), dryRun)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{
+		"dry_run": dryRun, "users_seen": res.UsersSeen, "memberships_imported": res.MembershipsImported,
+		"global_admins_imported": res.GlobalAdminsImported, "skipped": res.Skipped,
+	})
 }

@@ -4,8 +4,8 @@ package main
 import (
 	"log/slog"
 
-	"github.com/tokenmanager/tokenmanager/services/token"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
+	"github.com/tokenmanager/tokenmanager/services/token"
 )
 
 func main() {

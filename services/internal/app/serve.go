@@ -85,11 +85,33 @@ func RemoteResolver(conn grpc.ClientConnInterface) auth.Resolver {
 	return teamclient.Resolver{Client: teamv1.NewTeamServiceClient(conn)}
 }
 
+// ServeOption adjusts Serve.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	metrics []func(prometheus.Registerer) error
+}
+
+// WithMetrics registers a service's own collectors (outbox relays, sync
+// state, ...) on the registry that the metrics endpoint serves.
+func WithMetrics(register func(prometheus.Registerer) error) ServeOption {
+	return func(o *serveOptions) { o.metrics = append(o.metrics, register) }
+}
+
 // Serve runs a gRPC server for service c with the platform's interceptor
 // chain until ctx is cancelled. register adds the service's implementation.
-func Serve(ctx context.Context, c Common, log *slog.Logger, authn *auth.Authenticator, register func(*grpc.Server)) error {
+func Serve(ctx context.Context, c Common, log *slog.Logger, authn *auth.Authenticator, register func(*grpc.Server), opts ...ServeOption) error {
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, m := range o.metrics {
+		if err := m(reg); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
 	srv := grpcserver.New(grpcserver.Options{Name: c.Name, Log: log, Auth: authn, Registerer: reg})
 	register(srv.GRPC())
 	return srv.Run(ctx, c.GRPCAddr, c.MetricsAddr)

@@ -45,11 +45,14 @@ const (
 	// what role may be granted is checked by CanGrant.
 	MembersManage Action = "team.members.manage"
 
-	UserList        Action = "user.list"
-	InvitationList  Action = "invitation.list"
-	InvitationAdmin Action = "invitation.revoke"
-	AdminKeyManage  Action = "admin_key.manage"
-	RolesImport     Action = "roles.import"
+	UserList Action = "user.list"
+	// InvitationCreate is inviting someone; which team roles the invitation
+	// may carry is checked by CanGrant for each of them.
+	InvitationCreate Action = "invitation.create"
+	InvitationList   Action = "invitation.list"
+	InvitationAdmin  Action = "invitation.revoke"
+	AdminKeyManage   Action = "admin_key.manage"
+	RolesImport      Action = "roles.import"
 )
 
 // Resource is what an action is about.
@@ -102,6 +105,11 @@ func Authorize(p *auth.Principal, a Action, r Resource) error {
 			return nil
 		}
 		return errs.Forbidden("Only ADMIN can create teams")
+	case InvitationCreate:
+		if p.HighestRole().AtLeast(auth.RoleAdmin) {
+			return nil
+		}
+		return errs.Forbidden("Only ADMIN can invite users")
 	case UserList:
 		if p.HighestRole().AtLeast(auth.RoleManager) {
 			return nil

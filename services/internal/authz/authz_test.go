@@ -44,6 +44,11 @@ func TestMatrix(t *testing.T) {
 		MembersManage:  {"global", "admin", "manager", "admin-key"},
 		UserList:       {"global", "admin", "manager", "other-admin", "core-mgr", "core-admin", "admin-key"},
 		AdminKeyManage: {"global"},
+		// Which roles the invitation may carry is CanGrant's question.
+		InvitationCreate: {"global", "admin", "other-admin", "core-admin"},
+		InvitationList:   {"global"},
+		InvitationAdmin:  {"global"},
+		RolesImport:      {"global"},
 	}
 	allowed[TokenCreate] = append(allowed[TokenCreate], "admin-key")
 	for action, who := range allowed {

@@ -760,12 +760,15 @@ func (x *UsageLog) GetRouteId() *wrapperspb.Int64Value {
 }
 
 type GetUsageStatsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Overview      *UsageOverview         `protobuf:"bytes,1,opt,name=overview,proto3" json:"overview,omitempty"`
-	HourlyUsage   []*HourlyUsage         `protobuf:"bytes,2,rep,name=hourly_usage,json=hourlyUsage,proto3" json:"hourly_usage,omitempty"`
-	TopTokens     []*TopToken            `protobuf:"bytes,3,rep,name=top_tokens,json=topTokens,proto3" json:"top_tokens,omitempty"`
-	TopRoutes     []*TopRoute            `protobuf:"bytes,4,rep,name=top_routes,json=topRoutes,proto3" json:"top_routes,omitempty"`
-	RecentLogs    []*UsageLog            `protobuf:"bytes,5,rep,name=recent_logs,json=recentLogs,proto3" json:"recent_logs,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Overview    *UsageOverview         `protobuf:"bytes,1,opt,name=overview,proto3" json:"overview,omitempty"`
+	HourlyUsage []*HourlyUsage         `protobuf:"bytes,2,rep,name=hourly_usage,json=hourlyUsage,proto3" json:"hourly_usage,omitempty"`
+	TopTokens   []*TopToken            `protobuf:"bytes,3,rep,name=top_tokens,json=topTokens,proto3" json:"top_tokens,omitempty"`
+	TopRoutes   []*TopRoute            `protobuf:"bytes,4,rep,name=top_routes,json=topRoutes,proto3" json:"top_routes,omitempty"`
+	RecentLogs  []*UsageLog            `protobuf:"bytes,5,rep,name=recent_logs,json=recentLogs,proto3" json:"recent_logs,omitempty"`
+	// unavailable names the services that did not answer (token names, route
+	// names); their figures fall back (names to ids or paths) instead of failing.
+	Unavailable   []string `protobuf:"bytes,6,rep,name=unavailable,proto3" json:"unavailable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +834,13 @@ func (x *GetUsageStatsResponse) GetTopRoutes() []*TopRoute {
 func (x *GetUsageStatsResponse) GetRecentLogs() []*UsageLog {
 	if x != nil {
 		return x.RecentLogs
+	}
+	return nil
+}
+
+func (x *GetUsageStatsResponse) GetUnavailable() []string {
+	if x != nil {
+		return x.Unavailable
 	}
 	return nil
 }
@@ -957,8 +967,10 @@ type TokenUsageStats struct {
 	LastUsed        *timestamppb.Timestamp  `protobuf:"bytes,5,opt,name=last_used,json=lastUsed,proto3" json:"last_used,omitempty"`
 	Latency         *Latency                `protobuf:"bytes,6,opt,name=latency,proto3" json:"latency,omitempty"`
 	Anomaly         bool                    `protobuf:"varint,7,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// calls_by_class counts calls by status class ("2xx", "3xx", "4xx", "5xx", "unknown").
+	CallsByClass  map[string]int64 `protobuf:"bytes,8,rep,name=calls_by_class,json=callsByClass,proto3" json:"calls_by_class,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TokenUsageStats) Reset() {
@@ -1038,6 +1050,13 @@ func (x *TokenUsageStats) GetAnomaly() bool {
 		return x.Anomaly
 	}
 	return false
+}
+
+func (x *TokenUsageStats) GetCallsByClass() map[string]int64 {
+	if x != nil {
+		return x.CallsByClass
+	}
+	return nil
 }
 
 type RouteCount struct {
@@ -1235,8 +1254,10 @@ type RouteUsageStats struct {
 	AvgResponseTime float64                `protobuf:"fixed64,3,opt,name=avg_response_time,json=avgResponseTime,proto3" json:"avg_response_time,omitempty"`
 	Latency         *Latency               `protobuf:"bytes,4,opt,name=latency,proto3" json:"latency,omitempty"`
 	Anomaly         bool                   `protobuf:"varint,5,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// calls_by_class counts calls by status class ("2xx", "3xx", "4xx", "5xx", "unknown").
+	CallsByClass  map[string]int64 `protobuf:"bytes,6,rep,name=calls_by_class,json=callsByClass,proto3" json:"calls_by_class,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RouteUsageStats) Reset() {
@@ -1302,6 +1323,13 @@ func (x *RouteUsageStats) GetAnomaly() bool {
 		return x.Anomaly
 	}
 	return false
+}
+
+func (x *RouteUsageStats) GetCallsByClass() map[string]int64 {
+	if x != nil {
+		return x.CallsByClass
+	}
+	return nil
 }
 
 type TokenCount struct {
@@ -1864,12 +1892,17 @@ func (x *ExpiringSoon) GetExpiresAt() *timestamppb.Timestamp {
 }
 
 type GetDashboardOverviewResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Overview      *DashboardCounts       `protobuf:"bytes,1,opt,name=overview,proto3" json:"overview,omitempty"`
-	TokensByTeam  []*TeamTokens          `protobuf:"bytes,2,rep,name=tokens_by_team,json=tokensByTeam,proto3" json:"tokens_by_team,omitempty"`
-	TokenTrend    []*TrendPoint          `protobuf:"bytes,3,rep,name=token_trend,json=tokenTrend,proto3" json:"token_trend,omitempty"`
-	RecentLogs    []*RecentLog           `protobuf:"bytes,4,rep,name=recent_logs,json=recentLogs,proto3" json:"recent_logs,omitempty"`
-	ExpiringSoon  []*ExpiringSoon        `protobuf:"bytes,5,rep,name=expiring_soon,json=expiringSoon,proto3" json:"expiring_soon,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Overview     *DashboardCounts       `protobuf:"bytes,1,opt,name=overview,proto3" json:"overview,omitempty"`
+	TokensByTeam []*TeamTokens          `protobuf:"bytes,2,rep,name=tokens_by_team,json=tokensByTeam,proto3" json:"tokens_by_team,omitempty"`
+	TokenTrend   []*TrendPoint          `protobuf:"bytes,3,rep,name=token_trend,json=tokenTrend,proto3" json:"token_trend,omitempty"`
+	RecentLogs   []*RecentLog           `protobuf:"bytes,4,rep,name=recent_logs,json=recentLogs,proto3" json:"recent_logs,omitempty"`
+	ExpiringSoon []*ExpiringSoon        `protobuf:"bytes,5,rep,name=expiring_soon,json=expiringSoon,proto3" json:"expiring_soon,omitempty"`
+	// usage is the caller's usage totals (from the rollups), for the dashboard's API-call card.
+	Usage *UsageOverview `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	// unavailable names the services that did not answer ("token", "team", "audit"); their
+	// parts of the overview are empty (or fall back to ids) instead of failing the page.
+	Unavailable   []string `protobuf:"bytes,7,rep,name=unavailable,proto3" json:"unavailable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1935,6 +1968,20 @@ func (x *GetDashboardOverviewResponse) GetRecentLogs() []*RecentLog {
 func (x *GetDashboardOverviewResponse) GetExpiringSoon() []*ExpiringSoon {
 	if x != nil {
 		return x.ExpiringSoon
+	}
+	return nil
+}
+
+func (x *GetDashboardOverviewResponse) GetUsage() *UsageOverview {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *GetDashboardOverviewResponse) GetUnavailable() []string {
+	if x != nil {
+		return x.Unavailable
 	}
 	return nil
 }
@@ -2023,7 +2070,7 @@ const file_tokenmanager_usage_v1_usage_proto_rawDesc = "" +
 	"\rerror_message\x18\f \x01(\v2\x1c.google.protobuf.StringValueR\ferrorMessage\x12;\n" +
 	"\n" +
 	"route_name\x18\r \x01(\v2\x1c.google.protobuf.StringValueR\trouteName\x126\n" +
-	"\broute_id\x18\x0e \x01(\v2\x1b.google.protobuf.Int64ValueR\arouteId\"\xe2\x02\n" +
+	"\broute_id\x18\x0e \x01(\v2\x1b.google.protobuf.Int64ValueR\arouteId\"\x84\x03\n" +
 	"\x15GetUsageStatsResponse\x12@\n" +
 	"\boverview\x18\x01 \x01(\v2$.tokenmanager.usage.v1.UsageOverviewR\boverview\x12E\n" +
 	"\fhourly_usage\x18\x02 \x03(\v2\".tokenmanager.usage.v1.HourlyUsageR\vhourlyUsage\x12>\n" +
@@ -2032,14 +2079,15 @@ const file_tokenmanager_usage_v1_usage_proto_rawDesc = "" +
 	"\n" +
 	"top_routes\x18\x04 \x03(\v2\x1f.tokenmanager.usage.v1.TopRouteR\ttopRoutes\x12@\n" +
 	"\vrecent_logs\x18\x05 \x03(\v2\x1f.tokenmanager.usage.v1.UsageLogR\n" +
-	"recentLogs\"d\n" +
+	"recentLogs\x12 \n" +
+	"\vunavailable\x18\x06 \x03(\tR\vunavailable\"d\n" +
 	"\x14GetTokenUsageRequest\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\x03R\atokenId\x121\n" +
 	"\x05limit\x18\x02 \x01(\v2\x1b.google.protobuf.Int32ValueR\x05limit\"f\n" +
 	"\tTokenInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
-	"\ateam_id\x18\x03 \x01(\v2\x1c.google.protobuf.StringValueR\x06teamId\"\xe5\x02\n" +
+	"\ateam_id\x18\x03 \x01(\v2\x1c.google.protobuf.StringValueR\x06teamId\"\x86\x04\n" +
 	"\x0fTokenUsageStats\x12\x1f\n" +
 	"\vtotal_calls\x18\x01 \x01(\x03R\n" +
 	"totalCalls\x12\x1f\n" +
@@ -2050,7 +2098,11 @@ const file_tokenmanager_usage_v1_usage_proto_rawDesc = "" +
 	"first_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstUsed\x127\n" +
 	"\tlast_used\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x128\n" +
 	"\alatency\x18\x06 \x01(\v2\x1e.tokenmanager.usage.v1.LatencyR\alatency\x12\x18\n" +
-	"\aanomaly\x18\a \x01(\bR\aanomaly\"\xd4\x01\n" +
+	"\aanomaly\x18\a \x01(\bR\aanomaly\x12^\n" +
+	"\x0ecalls_by_class\x18\b \x03(\v28.tokenmanager.usage.v1.TokenUsageStats.CallsByClassEntryR\fcallsByClass\x1a?\n" +
+	"\x11CallsByClassEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xd4\x01\n" +
 	"\n" +
 	"RouteCount\x126\n" +
 	"\broute_id\x18\x01 \x01(\v2\x1b.google.protobuf.Int64ValueR\arouteId\x12;\n" +
@@ -2067,7 +2119,7 @@ const file_tokenmanager_usage_v1_usage_proto_rawDesc = "" +
 	"\x14GetRouteUsageRequest\x12\x1d\n" +
 	"\n" +
 	"route_path\x18\x01 \x01(\tR\troutePath\x121\n" +
-	"\x05limit\x18\x02 \x01(\v2\x1b.google.protobuf.Int32ValueR\x05limit\"\xd3\x01\n" +
+	"\x05limit\x18\x02 \x01(\v2\x1b.google.protobuf.Int32ValueR\x05limit\"\xf4\x02\n" +
 	"\x0fRouteUsageStats\x12\x1f\n" +
 	"\vtotal_calls\x18\x01 \x01(\x03R\n" +
 	"totalCalls\x12\x1f\n" +
@@ -2075,7 +2127,11 @@ const file_tokenmanager_usage_v1_usage_proto_rawDesc = "" +
 	"errorCount\x12*\n" +
 	"\x11avg_response_time\x18\x03 \x01(\x01R\x0favgResponseTime\x128\n" +
 	"\alatency\x18\x04 \x01(\v2\x1e.tokenmanager.usage.v1.LatencyR\alatency\x12\x18\n" +
-	"\aanomaly\x18\x05 \x01(\bR\aanomaly\"\x97\x01\n" +
+	"\aanomaly\x18\x05 \x01(\bR\aanomaly\x12^\n" +
+	"\x0ecalls_by_class\x18\x06 \x03(\v28.tokenmanager.usage.v1.RouteUsageStats.CallsByClassEntryR\fcallsByClass\x1a?\n" +
+	"\x11CallsByClassEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x97\x01\n" +
 	"\n" +
 	"TokenCount\x126\n" +
 	"\btoken_id\x18\x01 \x01(\v2\x1b.google.protobuf.Int64ValueR\atokenId\x12;\n" +
@@ -2124,7 +2180,7 @@ const file_tokenmanager_usage_v1_usage_proto_rawDesc = "" +
 	"\ateam_id\x18\x03 \x01(\tR\x06teamId\x12\x1b\n" +
 	"\tteam_name\x18\x04 \x01(\tR\bteamName\x129\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xfc\x02\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xda\x03\n" +
 	"\x1cGetDashboardOverviewResponse\x12B\n" +
 	"\boverview\x18\x01 \x01(\v2&.tokenmanager.usage.v1.DashboardCountsR\boverview\x12G\n" +
 	"\x0etokens_by_team\x18\x02 \x03(\v2!.tokenmanager.usage.v1.TeamTokensR\ftokensByTeam\x12B\n" +
@@ -2132,7 +2188,9 @@ const file_tokenmanager_usage_v1_usage_proto_rawDesc = "" +
 	"tokenTrend\x12A\n" +
 	"\vrecent_logs\x18\x04 \x03(\v2 .tokenmanager.usage.v1.RecentLogR\n" +
 	"recentLogs\x12H\n" +
-	"\rexpiring_soon\x18\x05 \x03(\v2#.tokenmanager.usage.v1.ExpiringSoonR\fexpiringSoon2\xaa\x04\n" +
+	"\rexpiring_soon\x18\x05 \x03(\v2#.tokenmanager.usage.v1.ExpiringSoonR\fexpiringSoon\x12:\n" +
+	"\x05usage\x18\x06 \x01(\v2$.tokenmanager.usage.v1.UsageOverviewR\x05usage\x12 \n" +
+	"\vunavailable\x18\a \x03(\tR\vunavailable2\xaa\x04\n" +
 	"\fUsageService\x12U\n" +
 	"\x06Ingest\x12$.tokenmanager.usage.v1.IngestRequest\x1a%.tokenmanager.usage.v1.IngestResponse\x12j\n" +
 	"\rGetUsageStats\x12+.tokenmanager.usage.v1.GetUsageStatsRequest\x1a,.tokenmanager.usage.v1.GetUsageStatsResponse\x12j\n" +
@@ -2152,7 +2210,7 @@ func file_tokenmanager_usage_v1_usage_proto_rawDescGZIP() []byte {
 	return file_tokenmanager_usage_v1_usage_proto_rawDescData
 }
 
-var file_tokenmanager_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_tokenmanager_usage_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_tokenmanager_usage_v1_usage_proto_goTypes = []any{
 	(*IngestRequest)(nil),                // 0: tokenmanager.usage.v1.IngestRequest
 	(*IngestResponse)(nil),               // 1: tokenmanager.usage.v1.IngestResponse
@@ -2182,83 +2240,88 @@ var file_tokenmanager_usage_v1_usage_proto_goTypes = []any{
 	(*ExpiringSoon)(nil),                 // 25: tokenmanager.usage.v1.ExpiringSoon
 	(*GetDashboardOverviewResponse)(nil), // 26: tokenmanager.usage.v1.GetDashboardOverviewResponse
 	nil,                                  // 27: tokenmanager.usage.v1.TopRoute.ErrorsByClassEntry
-	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
-	(*wrapperspb.StringValue)(nil),       // 29: google.protobuf.StringValue
-	(*wrapperspb.Int64Value)(nil),        // 30: google.protobuf.Int64Value
-	(*wrapperspb.Int32Value)(nil),        // 31: google.protobuf.Int32Value
-	(*wrapperspb.DoubleValue)(nil),       // 32: google.protobuf.DoubleValue
-	(*structpb.Struct)(nil),              // 33: google.protobuf.Struct
+	nil,                                  // 28: tokenmanager.usage.v1.TokenUsageStats.CallsByClassEntry
+	nil,                                  // 29: tokenmanager.usage.v1.RouteUsageStats.CallsByClassEntry
+	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
+	(*wrapperspb.StringValue)(nil),       // 31: google.protobuf.StringValue
+	(*wrapperspb.Int64Value)(nil),        // 32: google.protobuf.Int64Value
+	(*wrapperspb.Int32Value)(nil),        // 33: google.protobuf.Int32Value
+	(*wrapperspb.DoubleValue)(nil),       // 34: google.protobuf.DoubleValue
+	(*structpb.Struct)(nil),              // 35: google.protobuf.Struct
 }
 var file_tokenmanager_usage_v1_usage_proto_depIdxs = []int32{
-	28, // 0: tokenmanager.usage.v1.HourlyUsage.hour:type_name -> google.protobuf.Timestamp
-	29, // 1: tokenmanager.usage.v1.TopToken.team_id:type_name -> google.protobuf.StringValue
-	28, // 2: tokenmanager.usage.v1.TopToken.last_used:type_name -> google.protobuf.Timestamp
+	30, // 0: tokenmanager.usage.v1.HourlyUsage.hour:type_name -> google.protobuf.Timestamp
+	31, // 1: tokenmanager.usage.v1.TopToken.team_id:type_name -> google.protobuf.StringValue
+	30, // 2: tokenmanager.usage.v1.TopToken.last_used:type_name -> google.protobuf.Timestamp
 	5,  // 3: tokenmanager.usage.v1.TopToken.latency:type_name -> tokenmanager.usage.v1.Latency
-	30, // 4: tokenmanager.usage.v1.TopRoute.route_id:type_name -> google.protobuf.Int64Value
+	32, // 4: tokenmanager.usage.v1.TopRoute.route_id:type_name -> google.protobuf.Int64Value
 	5,  // 5: tokenmanager.usage.v1.TopRoute.latency:type_name -> tokenmanager.usage.v1.Latency
 	27, // 6: tokenmanager.usage.v1.TopRoute.errors_by_class:type_name -> tokenmanager.usage.v1.TopRoute.ErrorsByClassEntry
-	30, // 7: tokenmanager.usage.v1.UsageLog.token_id:type_name -> google.protobuf.Int64Value
-	29, // 8: tokenmanager.usage.v1.UsageLog.token_name:type_name -> google.protobuf.StringValue
-	29, // 9: tokenmanager.usage.v1.UsageLog.route_path:type_name -> google.protobuf.StringValue
-	28, // 10: tokenmanager.usage.v1.UsageLog.used_at:type_name -> google.protobuf.Timestamp
-	31, // 11: tokenmanager.usage.v1.UsageLog.response_status:type_name -> google.protobuf.Int32Value
-	31, // 12: tokenmanager.usage.v1.UsageLog.response_time_ms:type_name -> google.protobuf.Int32Value
-	29, // 13: tokenmanager.usage.v1.UsageLog.ip_address:type_name -> google.protobuf.StringValue
-	29, // 14: tokenmanager.usage.v1.UsageLog.user_agent:type_name -> google.protobuf.StringValue
-	29, // 15: tokenmanager.usage.v1.UsageLog.request_method:type_name -> google.protobuf.StringValue
-	29, // 16: tokenmanager.usage.v1.UsageLog.error_message:type_name -> google.protobuf.StringValue
-	29, // 17: tokenmanager.usage.v1.UsageLog.route_name:type_name -> google.protobuf.StringValue
-	30, // 18: tokenmanager.usage.v1.UsageLog.route_id:type_name -> google.protobuf.Int64Value
+	32, // 7: tokenmanager.usage.v1.UsageLog.token_id:type_name -> google.protobuf.Int64Value
+	31, // 8: tokenmanager.usage.v1.UsageLog.token_name:type_name -> google.protobuf.StringValue
+	31, // 9: tokenmanager.usage.v1.UsageLog.route_path:type_name -> google.protobuf.StringValue
+	30, // 10: tokenmanager.usage.v1.UsageLog.used_at:type_name -> google.protobuf.Timestamp
+	33, // 11: tokenmanager.usage.v1.UsageLog.response_status:type_name -> google.protobuf.Int32Value
+	33, // 12: tokenmanager.usage.v1.UsageLog.response_time_ms:type_name -> google.protobuf.Int32Value
+	31, // 13: tokenmanager.usage.v1.UsageLog.ip_address:type_name -> google.protobuf.StringValue
+	31, // 14: tokenmanager.usage.v1.UsageLog.user_agent:type_name -> google.protobuf.StringValue
+	31, // 15: tokenmanager.usage.v1.UsageLog.request_method:type_name -> google.protobuf.StringValue
+	31, // 16: tokenmanager.usage.v1.UsageLog.error_message:type_name -> google.protobuf.StringValue
+	31, // 17: tokenmanager.usage.v1.UsageLog.route_name:type_name -> google.protobuf.StringValue
+	32, // 18: tokenmanager.usage.v1.UsageLog.route_id:type_name -> google.protobuf.Int64Value
 	3,  // 19: tokenmanager.usage.v1.GetUsageStatsResponse.overview:type_name -> tokenmanager.usage.v1.UsageOverview
 	4,  // 20: tokenmanager.usage.v1.GetUsageStatsResponse.hourly_usage:type_name -> tokenmanager.usage.v1.HourlyUsage
 	6,  // 21: tokenmanager.usage.v1.GetUsageStatsResponse.top_tokens:type_name -> tokenmanager.usage.v1.TopToken
 	7,  // 22: tokenmanager.usage.v1.GetUsageStatsResponse.top_routes:type_name -> tokenmanager.usage.v1.TopRoute
 	8,  // 23: tokenmanager.usage.v1.GetUsageStatsResponse.recent_logs:type_name -> tokenmanager.usage.v1.UsageLog
-	31, // 24: tokenmanager.usage.v1.GetTokenUsageRequest.limit:type_name -> google.protobuf.Int32Value
-	29, // 25: tokenmanager.usage.v1.TokenInfo.team_id:type_name -> google.protobuf.StringValue
-	32, // 26: tokenmanager.usage.v1.TokenUsageStats.avg_response_time:type_name -> google.protobuf.DoubleValue
-	28, // 27: tokenmanager.usage.v1.TokenUsageStats.first_used:type_name -> google.protobuf.Timestamp
-	28, // 28: tokenmanager.usage.v1.TokenUsageStats.last_used:type_name -> google.protobuf.Timestamp
+	33, // 24: tokenmanager.usage.v1.GetTokenUsageRequest.limit:type_name -> google.protobuf.Int32Value
+	31, // 25: tokenmanager.usage.v1.TokenInfo.team_id:type_name -> google.protobuf.StringValue
+	34, // 26: tokenmanager.usage.v1.TokenUsageStats.avg_response_time:type_name -> google.protobuf.DoubleValue
+	30, // 27: tokenmanager.usage.v1.TokenUsageStats.first_used:type_name -> google.protobuf.Timestamp
+	30, // 28: tokenmanager.usage.v1.TokenUsageStats.last_used:type_name -> google.protobuf.Timestamp
 	5,  // 29: tokenmanager.usage.v1.TokenUsageStats.latency:type_name -> tokenmanager.usage.v1.Latency
-	30, // 30: tokenmanager.usage.v1.RouteCount.route_id:type_name -> google.protobuf.Int64Value
-	29, // 31: tokenmanager.usage.v1.RouteCount.route_name:type_name -> google.protobuf.StringValue
-	29, // 32: tokenmanager.usage.v1.RouteCount.route_path:type_name -> google.protobuf.StringValue
-	11, // 33: tokenmanager.usage.v1.GetTokenUsageResponse.token:type_name -> tokenmanager.usage.v1.TokenInfo
-	12, // 34: tokenmanager.usage.v1.GetTokenUsageResponse.stats:type_name -> tokenmanager.usage.v1.TokenUsageStats
-	8,  // 35: tokenmanager.usage.v1.GetTokenUsageResponse.recent_usage:type_name -> tokenmanager.usage.v1.UsageLog
-	13, // 36: tokenmanager.usage.v1.GetTokenUsageResponse.route_distribution:type_name -> tokenmanager.usage.v1.RouteCount
-	31, // 37: tokenmanager.usage.v1.GetRouteUsageRequest.limit:type_name -> google.protobuf.Int32Value
-	5,  // 38: tokenmanager.usage.v1.RouteUsageStats.latency:type_name -> tokenmanager.usage.v1.Latency
-	30, // 39: tokenmanager.usage.v1.TokenCount.token_id:type_name -> google.protobuf.Int64Value
-	29, // 40: tokenmanager.usage.v1.TokenCount.token_name:type_name -> google.protobuf.StringValue
-	28, // 41: tokenmanager.usage.v1.RouteSummary.last_used:type_name -> google.protobuf.Timestamp
-	16, // 42: tokenmanager.usage.v1.GetRouteUsageResponse.stats:type_name -> tokenmanager.usage.v1.RouteUsageStats
-	8,  // 43: tokenmanager.usage.v1.GetRouteUsageResponse.usage_logs:type_name -> tokenmanager.usage.v1.UsageLog
-	17, // 44: tokenmanager.usage.v1.GetRouteUsageResponse.token_distribution:type_name -> tokenmanager.usage.v1.TokenCount
-	18, // 45: tokenmanager.usage.v1.GetRouteUsageResponse.routes:type_name -> tokenmanager.usage.v1.RouteSummary
-	28, // 46: tokenmanager.usage.v1.RecentLog.created_at:type_name -> google.protobuf.Timestamp
-	33, // 47: tokenmanager.usage.v1.RecentLog.details:type_name -> google.protobuf.Struct
-	28, // 48: tokenmanager.usage.v1.ExpiringSoon.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 49: tokenmanager.usage.v1.GetDashboardOverviewResponse.overview:type_name -> tokenmanager.usage.v1.DashboardCounts
-	22, // 50: tokenmanager.usage.v1.GetDashboardOverviewResponse.tokens_by_team:type_name -> tokenmanager.usage.v1.TeamTokens
-	23, // 51: tokenmanager.usage.v1.GetDashboardOverviewResponse.token_trend:type_name -> tokenmanager.usage.v1.TrendPoint
-	24, // 52: tokenmanager.usage.v1.GetDashboardOverviewResponse.recent_logs:type_name -> tokenmanager.usage.v1.RecentLog
-	25, // 53: tokenmanager.usage.v1.GetDashboardOverviewResponse.expiring_soon:type_name -> tokenmanager.usage.v1.ExpiringSoon
-	0,  // 54: tokenmanager.usage.v1.UsageService.Ingest:input_type -> tokenmanager.usage.v1.IngestRequest
-	2,  // 55: tokenmanager.usage.v1.UsageService.GetUsageStats:input_type -> tokenmanager.usage.v1.GetUsageStatsRequest
-	10, // 56: tokenmanager.usage.v1.UsageService.GetTokenUsage:input_type -> tokenmanager.usage.v1.GetTokenUsageRequest
-	15, // 57: tokenmanager.usage.v1.UsageService.GetRouteUsage:input_type -> tokenmanager.usage.v1.GetRouteUsageRequest
-	20, // 58: tokenmanager.usage.v1.UsageService.GetDashboardOverview:input_type -> tokenmanager.usage.v1.GetDashboardOverviewRequest
-	1,  // 59: tokenmanager.usage.v1.UsageService.Ingest:output_type -> tokenmanager.usage.v1.IngestResponse
-	9,  // 60: tokenmanager.usage.v1.UsageService.GetUsageStats:output_type -> tokenmanager.usage.v1.GetUsageStatsResponse
-	14, // 61: tokenmanager.usage.v1.UsageService.GetTokenUsage:output_type -> tokenmanager.usage.v1.GetTokenUsageResponse
-	19, // 62: tokenmanager.usage.v1.UsageService.GetRouteUsage:output_type -> tokenmanager.usage.v1.GetRouteUsageResponse
-	26, // 63: tokenmanager.usage.v1.UsageService.GetDashboardOverview:output_type -> tokenmanager.usage.v1.GetDashboardOverviewResponse
-	59, // [59:64] is the sub-list for method output_type
-	54, // [54:59] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	28, // 30: tokenmanager.usage.v1.TokenUsageStats.calls_by_class:type_name -> tokenmanager.usage.v1.TokenUsageStats.CallsByClassEntry
+	32, // 31: tokenmanager.usage.v1.RouteCount.route_id:type_name -> google.protobuf.Int64Value
+	31, // 32: tokenmanager.usage.v1.RouteCount.route_name:type_name -> google.protobuf.StringValue
+	31, // 33: tokenmanager.usage.v1.RouteCount.route_path:type_name -> google.protobuf.StringValue
+	11, // 34: tokenmanager.usage.v1.GetTokenUsageResponse.token:type_name -> tokenmanager.usage.v1.TokenInfo
+	12, // 35: tokenmanager.usage.v1.GetTokenUsageResponse.stats:type_name -> tokenmanager.usage.v1.TokenUsageStats
+	8,  // 36: tokenmanager.usage.v1.GetTokenUsageResponse.recent_usage:type_name -> tokenmanager.usage.v1.UsageLog
+	13, // 37: tokenmanager.usage.v1.GetTokenUsageResponse.route_distribution:type_name -> tokenmanager.usage.v1.RouteCount
+	33, // 38: tokenmanager.usage.v1.GetRouteUsageRequest.limit:type_name -> google.protobuf.Int32Value
+	5,  // 39: tokenmanager.usage.v1.RouteUsageStats.latency:type_name -> tokenmanager.usage.v1.Latency
+	29, // 40: tokenmanager.usage.v1.RouteUsageStats.calls_by_class:type_name -> tokenmanager.usage.v1.RouteUsageStats.CallsByClassEntry
+	32, // 41: tokenmanager.usage.v1.TokenCount.token_id:type_name -> google.protobuf.Int64Value
+	31, // 42: tokenmanager.usage.v1.TokenCount.token_name:type_name -> google.protobuf.StringValue
+	30, // 43: tokenmanager.usage.v1.RouteSummary.last_used:type_name -> google.protobuf.Timestamp
+	16, // 44: tokenmanager.usage.v1.GetRouteUsageResponse.stats:type_name -> tokenmanager.usage.v1.RouteUsageStats
+	8,  // 45: tokenmanager.usage.v1.GetRouteUsageResponse.usage_logs:type_name -> tokenmanager.usage.v1.UsageLog
+	17, // 46: tokenmanager.usage.v1.GetRouteUsageResponse.token_distribution:type_name -> tokenmanager.usage.v1.TokenCount
+	18, // 47: tokenmanager.usage.v1.GetRouteUsageResponse.routes:type_name -> tokenmanager.usage.v1.RouteSummary
+	30, // 48: tokenmanager.usage.v1.RecentLog.created_at:type_name -> google.protobuf.Timestamp
+	35, // 49: tokenmanager.usage.v1.RecentLog.details:type_name -> google.protobuf.Struct
+	30, // 50: tokenmanager.usage.v1.ExpiringSoon.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 51: tokenmanager.usage.v1.GetDashboardOverviewResponse.overview:type_name -> tokenmanager.usage.v1.DashboardCounts
+	22, // 52: tokenmanager.usage.v1.GetDashboardOverviewResponse.tokens_by_team:type_name -> tokenmanager.usage.v1.TeamTokens
+	23, // 53: tokenmanager.usage.v1.GetDashboardOverviewResponse.token_trend:type_name -> tokenmanager.usage.v1.TrendPoint
+	24, // 54: tokenmanager.usage.v1.GetDashboardOverviewResponse.recent_logs:type_name -> tokenmanager.usage.v1.RecentLog
+	25, // 55: tokenmanager.usage.v1.GetDashboardOverviewResponse.expiring_soon:type_name -> tokenmanager.usage.v1.ExpiringSoon
+	3,  // 56: tokenmanager.usage.v1.GetDashboardOverviewResponse.usage:type_name -> tokenmanager.usage.v1.UsageOverview
+	0,  // 57: tokenmanager.usage.v1.UsageService.Ingest:input_type -> tokenmanager.usage.v1.IngestRequest
+	2,  // 58: tokenmanager.usage.v1.UsageService.GetUsageStats:input_type -> tokenmanager.usage.v1.GetUsageStatsRequest
+	10, // 59: tokenmanager.usage.v1.UsageService.GetTokenUsage:input_type -> tokenmanager.usage.v1.GetTokenUsageRequest
+	15, // 60: tokenmanager.usage.v1.UsageService.GetRouteUsage:input_type -> tokenmanager.usage.v1.GetRouteUsageRequest
+	20, // 61: tokenmanager.usage.v1.UsageService.GetDashboardOverview:input_type -> tokenmanager.usage.v1.GetDashboardOverviewRequest
+	1,  // 62: tokenmanager.usage.v1.UsageService.Ingest:output_type -> tokenmanager.usage.v1.IngestResponse
+	9,  // 63: tokenmanager.usage.v1.UsageService.GetUsageStats:output_type -> tokenmanager.usage.v1.GetUsageStatsResponse
+	14, // 64: tokenmanager.usage.v1.UsageService.GetTokenUsage:output_type -> tokenmanager.usage.v1.GetTokenUsageResponse
+	19, // 65: tokenmanager.usage.v1.UsageService.GetRouteUsage:output_type -> tokenmanager.usage.v1.GetRouteUsageResponse
+	26, // 66: tokenmanager.usage.v1.UsageService.GetDashboardOverview:output_type -> tokenmanager.usage.v1.GetDashboardOverviewResponse
+	62, // [62:67] is the sub-list for method output_type
+	57, // [57:62] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_tokenmanager_usage_v1_usage_proto_init() }
@@ -2272,7 +2335,7 @@ func file_tokenmanager_usage_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenmanager_usage_v1_usage_proto_rawDesc), len(file_tokenmanager_usage_v1_usage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -46,6 +46,8 @@ type FakeClerk struct {
 	key signingKey // the key Clerk currently signs with and publishes
 
 	jwksRequests atomic.Int64
+
+	dir directory // users and invitations (clerk_backend.go)
 }
 
 type signingKey struct {
@@ -66,6 +68,7 @@ func NewClerk(t testing.TB) *FakeClerk {
 // routes lists the Backend API endpoints FakeClerk serves.
 func (fc *FakeClerk) routes() {
 	fc.mux.Handle("GET /v1/jwks", fc.count(&fc.jwksRequests, fc.requireSecretKey(http.HandlerFunc(fc.handleJWKS))))
+	fc.backendRoutes()
 	fc.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "resource_not_found", "not found: "+r.Method+" "+r.URL.Path)
 	})

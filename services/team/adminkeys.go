@@ -1,0 +1,159 @@
+package team
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
+	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/internal/authz"
+	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+)
+
+// AdminKey is an admin API key as listed (never its secret).
+type AdminKey struct {
+	ID, Name, Prefix, CreatedBy string
+	GlobalRole                  auth.Role
+	TeamRoles                   map[string]auth.Role
+	CreatedAt                   time.Time
+	LastUsedAt, RevokedAt       *time.Time
+}
+
+// CreateAdminKey creates a key with roles like a person's and returns it
+// with its secret, which is shown this once and stored only hashed. Only a
+// global ADMIN may create keys (a key may hold any role).
+func (s *Service) CreateAdminKey(ctx context.Context, name, globalRole string, teamRoles map[string]string) (AdminKey, string, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return AdminKey{}, "", err
+	}
+	if err := authz.Authorize(p, authz.AdminKeyManage, authz.Resource{}); err != nil {
+		return AdminKey{}, "", err
+	}
+	switch {
+	case strings.TrimSpace(name) == "":
+		return AdminKey{}, "", errs.Invalid("Admin key name must not be empty")
+	case utf8.RuneCountInString(name) > maxKeyName:
+		return AdminKey{}, "", errs.Invalid("Admin key name must be at most 100 characters")
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return AdminKey{}, "", errs.Invalid("Admin key name must not contain control characters")
+	case globalRole != "" && globalRole != string(auth.RoleAdmin):
+		return AdminKey{}, "", errs.Invalid("Invalid global role: " + truncate(globalRole, 20) + " (only ADMIN or empty)")
+	}
+	roles, err := parseTeamRoles(teamRoles)
+	if err != nil {
+		return AdminKey{}, "", err
+	}
+	teams := make([]string, 0, len(roles))
+	for t := range roles {
+		teams = append(teams, t)
+	}
+	slices.Sort(teams)
+	key := auth.NewAdminKey()
+	var idBytes [8]byte
+	_, _ = rand.Read(idBytes[:])
+	k := AdminKey{ID: "ak_" + hex.EncodeToString(idBytes[:]), Name: name, Prefix: key[:keyPrefixLen], CreatedBy: p.ID,
+		GlobalRole: auth.Role(globalRole), TeamRoles: roles}
+	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		exists, err := st.ExistingTeams(ctx, teams)
+		if err != nil {
+			return err
+		}
+		for _, t := range teams {
+			if !exists[t] {
+				return errs.Invalid("Team does not exist: " + t)
+			}
+		}
+		if err := tx.QueryRow(ctx, `INSERT INTO team.admin_keys (id, name, key_hash, prefix, global_role, created_by)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
+			k.ID, k.Name, auth.HashKey(key), k.Prefix, globalRole, p.ID).Scan(&k.CreatedAt); err != nil {
+			return fmt.Errorf("insert admin key: %w", err)
+		}
+		details := map[string]any{"name": name, "prefix": k.Prefix, "global_role": globalRole}
+		plain := map[string]any{}
+		for _, t := range teams {
+			if _, err := tx.Exec(ctx, `INSERT INTO team.admin_key_roles (key_id, team_id, role) VALUES ($1, $2, $3)`, k.ID, t, string(roles[t])); err != nil {
+				return fmt.Errorf("insert admin key role: %w", err)
+			}
+			plain[t] = string(roles[t])
+		}
+		details["team_roles"] = plain
+		return audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "admin_key", EntityID: k.ID, Details: details})
+	})
+	if err != nil {
+		return AdminKey{}, "", err
+	}
+	return k, key, nil
+}
+
+// ListAdminKeys lists every admin key, newest first, revoked ones too.
+func (s *Service) ListAdminKeys(ctx context.Context) ([]AdminKey, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := authz.Authorize(p, authz.AdminKeyManage, authz.Resource{}); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT k.id, k.name, k.prefix, k.global_role, k.created_by, k.created_at, k.last_used_at, k.revoked_at,
+		       COALESCE((SELECT jsonb_object_agg(r.team_id, r.role) FROM team.admin_key_roles r WHERE r.key_id = k.id), '{}')
+		  FROM team.admin_keys k ORDER BY k.created_at DESC, k.id`)
+	if err != nil {
+		return nil, fmt.Errorf("list admin keys: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AdminKey, error) {
+		var k AdminKey
+		var global string
+		var roles map[string]string
+		err := r.Scan(&k.ID, &k.Name, &k.Prefix, &global, &k.CreatedBy, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt, &roles)
+		k.GlobalRole, k.TeamRoles = auth.Role(global), map[string]auth.Role{}
+		for t, role := range roles {
+			k.TeamRoles[t] = auth.Role(role)
+		}
+		return k, err
+	})
+}
+
+// RevokeAdminKey revokes a key; revoking a revoked key succeeds again.
+// Services that cached the key's principal stop accepting it within the
+// cache TTL (auth.CachingResolver, 5 s).
+func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
+	p, err := principal(ctx)
+	if err != nil {
+		return err
+	}
+	if !opaqueIDPattern.MatchString(id) {
+		return errs.Invalid("Invalid admin key id")
+	}
+	if err := authz.Authorize(p, authz.AdminKeyManage, authz.Resource{}); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		var wasLive bool
+		err := tx.QueryRow(ctx, `
+			WITH k AS (SELECT id, revoked_at IS NULL AS live FROM team.admin_keys WHERE id = $1 FOR UPDATE)
+			UPDATE team.admin_keys a SET revoked_at = COALESCE(a.revoked_at, now())
+			  FROM k WHERE a.id = k.id RETURNING k.live`, id).Scan(&wasLive)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errs.NotFound("Admin key not found")
+		}
+		if err != nil {
+			return fmt.Errorf("revoke admin key: %w", err)
+		}
+		if !wasLive {
+			return nil
+		}
+		return audit(ctx, tx, auditlog.Change{Action: "revoke", EntityType: "admin_key", EntityID: id})
+	})
+}

@@ -1,0 +1,164 @@
+package team
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
+	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/internal/authz"
+	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+)
+
+// InvitationView is an invitation as the REST contract lists it.
+type InvitationView struct {
+	ID, Email, Status, InvitedBy, InvitedAt string
+	TeamRoles                               map[string]string
+	CreatedAt                               int64
+}
+
+// CreateInvitation invites email through Clerk with team roles. Unlike
+// v2.7 (which always failed, and would have let any ADMIN grant any role in
+// any team), each role must be one the inviter may grant (authz.CanGrant).
+// The roles are stored here too and applied when the user first appears.
+func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles map[string]string) (InvitationView, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return InvitationView{}, err
+	}
+	if err := authz.Authorize(p, authz.InvitationCreate, authz.Resource{}); err != nil {
+		return InvitationView{}, err
+	}
+	if err := validEmail(email); err != nil {
+		return InvitationView{}, err
+	}
+	roles, err := parseTeamRoles(teamRoles)
+	if err != nil {
+		return InvitationView{}, err
+	}
+	teams := make([]string, 0, len(roles))
+	for t := range roles {
+		teams = append(teams, t)
+	}
+	slices.Sort(teams)
+	exists, err := s.store.ExistingTeams(ctx, teams)
+	if err != nil {
+		return InvitationView{}, err
+	}
+	for _, t := range teams {
+		if !exists[t] {
+			return InvitationView{}, errs.Invalid("Team does not exist: " + t)
+		}
+		if err := authz.CanGrant(p, t, roles[t], ""); err != nil {
+			return InvitationView{}, err
+		}
+	}
+	invitedAt := s.now().UTC().Format("2006-01-02T15:04:05.000000Z")
+	plain := make(map[string]string, len(roles))
+	for t, r := range roles {
+		plain[t] = string(r)
+	}
+	meta := map[string]any{metaTeamRoles: plain, metaInvitedBy: p.ID, metaInvitedAt: invitedAt}
+	inv, err := s.Directory.CreateInvitation(ctx, email, meta, s.InvitationRedirectURL)
+	if err != nil {
+		return InvitationView{}, err
+	}
+	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO team.invitations (id, email, team_roles, invited_by) VALUES ($1, $2, $3, $4)`,
+			inv.ID, email, plain, p.ID); err != nil {
+			return fmt.Errorf("store invitation: %w", err)
+		}
+		return audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "invitation", EntityID: inv.ID,
+			Details: map[string]any{"email": email, "team_roles": toAny(plain)}})
+	})
+	if err != nil {
+		// Do not leave an invitation whose roles would never be applied.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if rerr := s.Directory.RevokeInvitation(rctx, inv.ID); rerr != nil {
+			s.Log.ErrorContext(ctx, "invitation created in Clerk but not stored; revoking it failed too", "invitation_id", inv.ID, "error", rerr)
+		}
+		return InvitationView{}, err
+	}
+	return InvitationView{ID: inv.ID, Email: email, Status: "pending", TeamRoles: plain, InvitedBy: p.ID, InvitedAt: invitedAt, CreatedAt: inv.CreatedAt}, nil
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// ListInvitations returns every Clerk invitation, any status.
+func (s *Service) ListInvitations(ctx context.Context) ([]InvitationView, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := authz.Authorize(p, authz.InvitationList, authz.Resource{}); err != nil {
+		return nil, err
+	}
+	invs, err := s.Directory.AllInvitations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]InvitationView, 0, len(invs))
+	for _, inv := range invs {
+		v := InvitationView{ID: inv.ID, Email: inv.EmailAddress, Status: inv.Status, CreatedAt: inv.CreatedAt, TeamRoles: map[string]string{}}
+		if v.Status == "" && inv.Revoked {
+			v.Status = "revoked"
+		}
+		var meta map[string]any
+		_ = json.Unmarshal(inv.PublicMetadata, &meta) // not an object: no roles
+		if roles, ok := meta[metaTeamRoles].(map[string]any); ok {
+			for t, r := range roles {
+				if rs, ok := r.(string); ok {
+					v.TeamRoles[t] = rs
+				}
+			}
+		}
+		v.InvitedBy, _ = meta[metaInvitedBy].(string)
+		v.InvitedAt, _ = meta[metaInvitedAt].(string)
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// RevokeInvitation revokes a pending invitation: a global ADMIN any, an
+// inviter their own.
+func (s *Service) RevokeInvitation(ctx context.Context, id string) error {
+	p, err := principal(ctx)
+	if err != nil {
+		return err
+	}
+	if !opaqueIDPattern.MatchString(id) {
+		return errs.Invalid("Invalid invitation id")
+	}
+	if err := authz.Authorize(p, authz.InvitationAdmin, authz.Resource{}); err != nil {
+		var invitedBy string
+		qerr := s.pool.QueryRow(ctx, `SELECT invited_by FROM team.invitations WHERE id = $1`, id).Scan(&invitedBy)
+		if qerr != nil && !errors.Is(qerr, pgx.ErrNoRows) {
+			return qerr
+		}
+		if invitedBy == "" || invitedBy != p.ID || p.Kind == auth.KindService {
+			return err
+		}
+	}
+	if err := s.Directory.RevokeInvitation(ctx, id); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		if _, err := tx.Exec(ctx, `UPDATE team.invitations SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id); err != nil {
+			return fmt.Errorf("mark invitation revoked: %w", err)
+		}
+		return audit(ctx, tx, auditlog.Change{Action: "revoke", EntityType: "invitation", EntityID: id})
+	})
+}

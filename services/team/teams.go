@@ -1,0 +1,252 @@
+package team
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
+	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/internal/authz"
+	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+)
+
+// ListTeams returns the teams the caller may read: all for a global ADMIN,
+// else those the caller has a role in (v2.7 showed every team to anyone).
+func (s *Service) ListTeams(ctx context.Context) ([]TeamWithCount, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, ids := authz.ReadScope(p)
+	if p.Kind == auth.KindService {
+		return nil, errs.Forbidden("Permission denied: services act only through internal methods")
+	}
+	return s.store.ListTeams(ctx, all, ids)
+}
+
+// GetTeam returns one team the caller may read.
+func (s *Service) GetTeam(ctx context.Context, id string) (TeamWithCount, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return TeamWithCount{}, err
+	}
+	if err := teamRef(id); err != nil {
+		return TeamWithCount{}, err
+	}
+	if err := authz.Authorize(p, authz.TeamRead, authz.Resource{Team: id}); err != nil {
+		return TeamWithCount{}, err
+	}
+	return s.store.GetTeam(ctx, id, false)
+}
+
+// NewTeam is what CreateTeam needs; nil optional fields take defaults.
+type NewTeam struct {
+	ID, Name                 string
+	Description, Color, Icon *string
+}
+
+// CreateTeam creates a team and makes the creator its ADMIN (an admin key
+// gets the ADMIN role on itself), so nobody has to "claim" it.
+func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return TeamWithCount{}, err
+	}
+	if err := authz.Authorize(p, authz.TeamCreate, authz.Resource{}); err != nil {
+		return TeamWithCount{}, err
+	}
+	t := Team{ID: in.ID, Name: in.Name, Description: "", Color: "#3b82f6", Icon: "", CreatedBy: p.ID}
+	if in.Description != nil {
+		t.Description = *in.Description
+	}
+	if in.Color != nil {
+		t.Color = *in.Color
+	}
+	if in.Icon != nil {
+		t.Icon = *in.Icon
+	}
+	for _, err := range []error{validTeamID(t.ID), validTeamName(t.Name), validDescription(t.Description), validColor(t.Color), validIcon(t.Icon)} {
+		if err != nil {
+			return TeamWithCount{}, err
+		}
+	}
+	var out TeamWithCount
+	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		if err := st.InsertTeam(ctx, t); err != nil {
+			return err
+		}
+		switch p.Kind {
+		case auth.KindUser:
+			if err := st.UpsertMembership(ctx, p.ID, t.ID, auth.RoleAdmin, p.ID); err != nil {
+				return err
+			}
+			if err := mirror(ctx, tx, p.ID); err != nil {
+				return err
+			}
+		case auth.KindAdminKey:
+			if !p.IsGlobalAdmin() {
+				if _, err := tx.Exec(ctx, `INSERT INTO team.admin_key_roles (key_id, team_id, role) VALUES ($1, $2, 'ADMIN')`, p.ID, t.ID); err != nil {
+					return fmt.Errorf("grant creator key: %w", err)
+				}
+			}
+		}
+		if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "team", EntityID: t.ID, Team: t.ID,
+			Details: map[string]any{"name": t.Name, "description": t.Description, "color": t.Color, "icon": t.Icon}}); err != nil {
+			return err
+		}
+		out, err = st.GetTeam(ctx, t.ID, false)
+		return err
+	})
+	return out, err
+}
+
+// UpdateTeam changes a team's fields; only its ADMIN (or a global ADMIN)
+// may. There is no "claim" of member-less teams any more.
+func (s *Service) UpdateTeam(ctx context.Context, id string, patch TeamPatch) (TeamWithCount, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return TeamWithCount{}, err
+	}
+	if err := teamRef(id); err != nil {
+		return TeamWithCount{}, err
+	}
+	if err := authz.Authorize(p, authz.TeamUpdate, authz.Resource{Team: id}); err != nil {
+		return TeamWithCount{}, err
+	}
+	if patch == (TeamPatch{}) {
+		return TeamWithCount{}, errs.Invalid("No fields to update")
+	}
+	checks := []struct {
+		v     *string
+		check func(string) error
+	}{{patch.Name, validTeamName}, {patch.Description, validDescription}, {patch.Color, validColor}, {patch.Icon, validIcon}}
+	details := map[string]any{}
+	for i, c := range checks {
+		if c.v == nil {
+			continue
+		}
+		if err := c.check(*c.v); err != nil {
+			return TeamWithCount{}, err
+		}
+		details[[]string{"name", "description", "color", "icon"}[i]] = *c.v
+	}
+	var out TeamWithCount
+	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		if err := st.UpdateTeam(ctx, id, patch); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, auditlog.Change{Action: "update", EntityType: "team", EntityID: id, Team: id, Details: details}); err != nil {
+			return err
+		}
+		out, err = st.GetTeam(ctx, id, false)
+		return err
+	})
+	return out, err
+}
+
+// DeleteTeam deletes a team that has no members (but the caller) and no
+// tokens. v2.7 cascaded to the team's tokens and left them alive in KV; here
+// the token service is asked first, and when it cannot answer the delete is
+// refused rather than risked.
+func (s *Service) DeleteTeam(ctx context.Context, id string) error {
+	p, err := principal(ctx)
+	if err != nil {
+		return err
+	}
+	if err := teamRef(id); err != nil {
+		return err
+	}
+	if err := authz.Authorize(p, authz.TeamDelete, authz.Resource{Team: id}); err != nil {
+		return err
+	}
+	if id == authz.CoreTeam {
+		return errs.Precondition("core-team cannot be deleted: it governs route management")
+	}
+	if _, err := s.store.GetTeam(ctx, id, false); err != nil {
+		return err
+	}
+	if s.Tokens == nil {
+		return errs.Unavailable("cannot verify the team has no tokens")
+	}
+	n, err := s.Tokens.TeamTokenCount(ctx, id)
+	if err != nil {
+		return errs.Wrap(err, errs.ErrUnavailable, "cannot verify the team has no tokens")
+	}
+	if n > 0 {
+		return errs.Precondition(fmt.Sprintf("Cannot delete team with %d tokens. Please revoke them first.", n))
+	}
+	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		if _, err := st.GetTeam(ctx, id, true); err != nil {
+			return err
+		}
+		var others, callerMember int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE user_id <> $2), count(*) FILTER (WHERE user_id = $2)
+			FROM team.memberships WHERE team_id = $1`, id, p.ID).Scan(&others, &callerMember); err != nil {
+			return fmt.Errorf("count members: %w", err)
+		}
+		if others > 0 {
+			return errs.Precondition(fmt.Sprintf("Cannot delete team with %d members. Please remove all members first.", others))
+		}
+		var keys int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM team.admin_key_roles r JOIN team.admin_keys k ON k.id = r.key_id
+			WHERE r.team_id = $1 AND k.revoked_at IS NULL AND k.id <> $2`, id, p.ID).Scan(&keys); err != nil {
+			return fmt.Errorf("count key roles: %w", err)
+		}
+		if keys > 0 {
+			return errs.Precondition(fmt.Sprintf("Cannot delete team: %d admin keys have roles in it. Revoke them first.", keys))
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM team.admin_key_roles WHERE team_id = $1`, id); err != nil {
+			return fmt.Errorf("delete key roles: %w", err)
+		}
+		if callerMember > 0 {
+			if err := st.DeleteMembership(ctx, p.ID, id); err != nil {
+				return err
+			}
+			if err := mirror(ctx, tx, p.ID); err != nil {
+				return err
+			}
+		}
+		if err := st.DeleteTeam(ctx, id); err != nil {
+			return err
+		}
+		return audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "team", EntityID: id, Team: id})
+	})
+}
+
+// ListTeamMembers returns a team's members with what Clerk knows of them.
+func (s *Service) ListTeamMembers(ctx context.Context, id string) ([]Member, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := teamRef(id); err != nil {
+		return nil, err
+	}
+	if err := authz.Authorize(p, authz.TeamRead, authz.Resource{Team: id}); err != nil {
+		return nil, err
+	}
+	if _, err := s.store.GetTeam(ctx, id, false); err != nil {
+		return nil, err
+	}
+	members, err := s.store.TeamMembers(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, m := range members {
+		if !m.Cached || s.now().Sub(m.RefreshedAt) > s.UserTTL {
+			stale = append(stale, m.UserID)
+		}
+	}
+	if len(stale) > 0 && s.Directory != nil {
+		// Best effort: a member list with stale names beats no list.
+		if err := s.refreshUsers(ctx, stale); err != nil {
+			s.Log.WarnContext(ctx, "could not refresh member profiles from Clerk", "error", err)
+		} else if members, err = s.store.TeamMembers(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return members, nil
+}

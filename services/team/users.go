@@ -1,0 +1,239 @@
+package team
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/clerk/clerk-sdk-go/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
+	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/internal/authz"
+	"github.com/tokenmanager/tokenmanager/services/internal/db"
+)
+
+// Keys of Clerk publicMetadata this system owns (contract §5.2).
+const (
+	metaTeamRoles  = "tokenManager:teamRoles"
+	metaGlobalRole = "tokenManager:globalRole"
+	metaInvitedBy  = "tokenManager:invitedBy"
+	metaInvitedAt  = "tokenManager:invitedAt"
+)
+
+// invitationValidity is how long after its creation an invitation's roles
+// may still be applied (Clerk's invitations expire after 30 days too).
+const invitationValidity = 30 * 24 * time.Hour
+
+func (s *Service) now() time.Time { return time.Now() }
+
+// UserView is a Clerk user with roles from PostgreSQL, as ListUsers shows it.
+type UserView struct {
+	CachedUser
+	PublicMetadata map[string]any
+}
+
+// ListUsers returns every Clerk user (paging through all of them), with
+// the roles of PostgreSQL written into publicMetadata so the dashboard shows
+// the truth even before the Clerk mirror has caught up.
+func (s *Service) ListUsers(ctx context.Context) ([]UserView, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := authz.Authorize(p, authz.UserList, authz.Resource{}); err != nil {
+		return nil, err
+	}
+	users, err := s.Directory.AllUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ingestUsers(ctx, users); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(users))
+	for i, u := range users {
+		ids[i] = u.ID
+	}
+	teamRoles, globalRoles, err := s.store.RolesOfUsers(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UserView, 0, len(users))
+	for _, u := range users {
+		meta := map[string]any{}
+		if len(u.PublicMetadata) > 0 {
+			_ = json.Unmarshal(u.PublicMetadata, &meta) // not an object: start afresh
+		}
+		if meta == nil {
+			meta = map[string]any{}
+		}
+		roles := map[string]any{}
+		for t, r := range teamRoles[u.ID] {
+			roles[t] = string(r)
+		}
+		meta[metaTeamRoles] = roles
+		if g := globalRoles[u.ID]; g != "" {
+			meta[metaGlobalRole] = string(g)
+		} else {
+			delete(meta, metaGlobalRole)
+		}
+		out = append(out, UserView{CachedUser: cachedFromClerk(u), PublicMetadata: meta})
+	}
+	return out, nil
+}
+
+func cachedFromClerk(u *clerk.User) CachedUser {
+	c := CachedUser{ID: u.ID, FirstName: u.FirstName, LastName: u.LastName, LastSignInMs: u.LastSignInAt, CreatedMs: u.CreatedAt}
+	if e := primaryEmail(u); e != "" {
+		c.Email = &e
+	}
+	if u.ImageURL != nil && *u.ImageURL != "" {
+		c.ImageURL = u.ImageURL
+	}
+	return c
+}
+
+// ingestUsers refreshes the users cache with users from Clerk and applies
+// pending invitations to those seen for the first time.
+func (s *Service) ingestUsers(ctx context.Context, users []*clerk.User) error {
+	if len(users) == 0 {
+		return nil
+	}
+	cached := make([]CachedUser, len(users))
+	byID := make(map[string]*clerk.User, len(users))
+	for i, u := range users {
+		cached[i] = cachedFromClerk(u)
+		byID[u.ID] = u
+	}
+	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		fresh, err := st.UpsertUsers(ctx, cached)
+		if err != nil {
+			return err
+		}
+		for _, id := range fresh {
+			if err := applyInvitations(ctx, tx, id, verifiedEmails(byID[id])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// refreshUsers fetches users from Clerk into the cache.
+func (s *Service) refreshUsers(ctx context.Context, ids []string) error {
+	users, err := s.Directory.UsersByID(ctx, ids)
+	if err != nil {
+		return err
+	}
+	return s.ingestUsers(ctx, users)
+}
+
+// applyInvitations grants the roles of the pending invitations to emails
+// to the user who has just appeared with them. Existing roles win: an
+// invitation never demotes or overrides a role someone set since.
+func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []string) error {
+	if len(emails) == 0 {
+		return nil
+	}
+	lower := make([]string, len(emails))
+	for i, e := range emails {
+		lower[i] = strings.ToLower(e)
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT id, team_roles FROM team.invitations
+		 WHERE lower(email) = ANY($1) AND applied_at IS NULL AND revoked_at IS NULL AND created_at > now() - $2::interval
+		 ORDER BY created_at FOR UPDATE`, lower, fmt.Sprintf("%d seconds", int(invitationValidity.Seconds())))
+	if err != nil {
+		return fmt.Errorf("pending invitations: %w", err)
+	}
+	type pending struct {
+		id    string
+		roles map[string]string
+	}
+	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pending, error) {
+		var p pending
+		err := r.Scan(&p.id, &p.roles)
+		return p, err
+	})
+	if err != nil || len(invs) == 0 {
+		return err
+	}
+	st := NewStore(tx)
+	for _, inv := range invs {
+		granted := map[string]any{}
+		for team, r := range inv.roles {
+			role, err := auth.ParseRole(r)
+			if err != nil {
+				continue
+			}
+			exists, err := st.ExistingTeams(ctx, []string{team})
+			if err != nil {
+				return err
+			}
+			if !exists[team] {
+				continue // deleted since the invitation
+			}
+			added, err := st.AddMembershipIfAbsent(ctx, userID, team, role, "invitation:"+inv.id)
+			if err != nil {
+				return err
+			}
+			if added {
+				granted[team] = string(role)
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE team.invitations SET applied_at = now(), applied_to = $2 WHERE id = $1`, inv.id, userID); err != nil {
+			return fmt.Errorf("mark invitation applied: %w", err)
+		}
+		if err := audit(ctx, tx, auditlog.Change{Action: "accept", EntityType: "invitation", EntityID: inv.id,
+			Details: map[string]any{"user_id": userID, "team_roles": granted}}); err != nil {
+			return err
+		}
+	}
+	return mirror(ctx, tx, userID)
+}
+
+// ResolveUser is the principal of a verified Clerk user: roles from
+// PostgreSQL, e-mail and name from the users cache, refreshed from Clerk
+// when missing or older than UserTTL. Clerk being down never fails a
+// sign-in: the principal then lacks (fresh) e-mail and name.
+func (s *Service) ResolveUser(ctx context.Context, userID string) (*auth.Principal, error) {
+	cached, ok, err := s.store.CachedUser(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if (!ok || s.now().Sub(cached.RefreshedAt) > s.UserTTL) && s.Directory != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		u, err := s.Directory.GetUser(cctx, userID)
+		cancel()
+		if err == nil {
+			err = s.ingestUsers(ctx, []*clerk.User{u})
+		}
+		if err != nil {
+			s.Log.DebugContext(ctx, "could not refresh user from Clerk", "user_id", userID, "error", err)
+			if ok {
+				// Keep the stale profile for another TTL rather than ask a
+				// failing Clerk on every request.
+				if _, terr := s.pool.Exec(ctx, `UPDATE team.users SET refreshed_at = now() WHERE user_id = $1`, userID); terr != nil {
+					return nil, terr
+				}
+			}
+		} else if cached, ok, err = s.store.CachedUser(ctx, userID); err != nil {
+			return nil, err
+		}
+	}
+	p, err := s.store.UserPrincipal(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if cached.Email != nil {
+			p.Email = *cached.Email
+		}
+		p.Name = cached.Name()
+	}
+	return p, nil
+}

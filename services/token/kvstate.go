@@ -1,0 +1,220 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/db"
+	"github.com/tokenmanager/tokenmanager/services/token/keyring"
+)
+
+// KVSource computes what Cloudflare KV should hold, from PostgreSQL: the
+// relay asks for the keys it is about to sync, the reconciler for all of
+// them. Values are exactly contract §3.2's (fields may be added, none
+// removed), so the v2.7 Worker keeps working.
+type KVSource struct{ Ring *keyring.Ring }
+
+// Owns reports whether key is one of the token service's keys; the
+// reconciler never touches any other.
+func (KVSource) Owns(key string) bool {
+	return key == routesKey || strings.HasPrefix(key, "token:") || strings.HasPrefix(key, "secret:")
+}
+
+// kvToken is the value of token:<hash>.
+type kvToken struct {
+	Name      string   `json:"name"`
+	TeamID    string   `json:"team_id"`
+	Scopes    []string `json:"scopes"`
+	CreatedAt string   `json:"created_at"`
+	ExpiresAt *string  `json:"expires_at"`
+	// Additions (v3): the token's id, and whether this is a rotated-out
+	// secret in its grace period (its expires_at is the grace end).
+	TokenID        int64 `json:"token_id"`
+	PreviousSecret bool  `json:"previous_secret,omitempty"`
+}
+
+type kvRoute struct {
+	URL  string   `json:"url"`
+	Tags []string `json:"tags"`
+	Auth *kvAuth  `json:"auth,omitempty"`
+}
+
+type kvAuth struct {
+	Type   string         `json:"type"`
+	Config map[string]any `json:"config"`
+}
+
+// pyTime formats t as v2.7 did (Python isoformat of a naive UTC datetime):
+// no offset, microseconds unless zero. The Worker parses it with new Date().
+func pyTime(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02T15:04:05")
+	}
+	return t.Format("2006-01-02T15:04:05.000000")
+}
+
+const liveSecretSQL = `
+	SELECT s.hash, t.id, t.name, t.team_id, t.scopes, t.created_at, t.expires_at, s.valid_until
+	FROM token.token_secrets s JOIN token.tokens t ON t.id = s.token_id
+	WHERE s.kv_removed_at IS NULL AND t.revoked_at IS NULL
+	  AND (t.expires_at IS NULL OR t.expires_at > now())
+	  AND (s.valid_until IS NULL OR s.valid_until > now())`
+
+func (src KVSource) tokens(ctx context.Context, q db.DBTX, hashes []string, out map[string][]byte) error {
+	sql, args := liveSecretSQL, []any{}
+	if hashes != nil {
+		sql += ` AND s.hash = ANY($1)`
+		args = append(args, hashes)
+	}
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var hash string
+		var v kvToken
+		var created time.Time
+		var expires, validUntil *time.Time
+		if err := rows.Scan(&hash, &v.TokenID, &v.Name, &v.TeamID, &v.Scopes, &created, &expires, &validUntil); err != nil {
+			return err
+		}
+		v.CreatedAt = pyTime(created)
+		if validUntil != nil {
+			v.PreviousSecret = true
+			if expires == nil || validUntil.Before(*expires) {
+				expires = validUntil
+			}
+		}
+		if expires != nil {
+			s := pyTime(*expires)
+			v.ExpiresAt = &s
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		out[tokenKey(hash)] = b
+	}
+	return rows.Err()
+}
+
+func (src KVSource) secrets(ctx context.Context, q db.DBTX, names []string, out map[string][]byte) error {
+	sql, args := `SELECT name, ciphertext FROM token.route_secrets`, []any{}
+	if names != nil {
+		sql += ` WHERE name = ANY($1)`
+		args = append(args, names)
+	}
+	rows, _ := q.Query(ctx, sql, args...)
+	type row struct{ name, ct string }
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.name, &x.ct)
+	})
+	if err != nil {
+		return err
+	}
+	for _, x := range list {
+		pt, err := src.Ring.Open(x.ct, secretKey(x.name))
+		if err != nil {
+			// The name is not secret; the value never appears in errors.
+			return fmt.Errorf("secret %s: %w", x.name, err)
+		}
+		b, err := json.Marshal(map[string]string{"value": string(pt)})
+		if err != nil {
+			return err
+		}
+		out[secretKey(x.name)] = b
+	}
+	return nil
+}
+
+func (src KVSource) routes(ctx context.Context, q db.DBTX, out map[string][]byte) error {
+	rows, _ := q.Query(ctx, `SELECT path, backend_url, tags, backend_auth_type, backend_auth_config FROM token.routes`)
+	table := map[string]kvRoute{}
+	type row struct {
+		path, url, typ string
+		tags           []string
+		cfg            []byte
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.path, &x.url, &x.tags, &x.typ, &x.cfg)
+	})
+	if err != nil {
+		return err
+	}
+	for _, x := range list {
+		v := kvRoute{URL: x.url, Tags: x.tags}
+		if v.Tags == nil {
+			v.Tags = []string{}
+		}
+		if x.typ != "" && x.typ != "none" {
+			cfg := map[string]any{}
+			if len(x.cfg) > 0 {
+				_ = json.Unmarshal(x.cfg, &cfg)
+			}
+			v.Auth = &kvAuth{Type: x.typ, Config: cfg}
+		}
+		table[x.path] = v
+	}
+	b, err := json.Marshal(table)
+	if err != nil {
+		return err
+	}
+	out[routesKey] = b
+	return nil
+}
+
+// Desired returns the wanted value of each of keys; a key missing from the
+// result should not exist in KV. Run it in one snapshot (q a repeatable-read
+// transaction) so all values are of one moment.
+func (src KVSource) Desired(ctx context.Context, q db.DBTX, keys []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	hashes, names := []string{}, []string{}
+	withRoutes := false
+	for _, k := range keys {
+		switch {
+		case k == routesKey:
+			withRoutes = true
+		case strings.HasPrefix(k, "token:"):
+			hashes = append(hashes, strings.TrimPrefix(k, "token:"))
+		case strings.HasPrefix(k, "secret:"):
+			names = append(names, strings.TrimPrefix(k, "secret:"))
+		}
+	}
+	if len(hashes) > 0 {
+		if err := src.tokens(ctx, q, hashes, out); err != nil {
+			return nil, err
+		}
+	}
+	if len(names) > 0 {
+		if err := src.secrets(ctx, q, names, out); err != nil {
+			return nil, err
+		}
+	}
+	if withRoutes {
+		if err := src.routes(ctx, q, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// All returns every key KV should hold, with its value.
+func (src KVSource) All(ctx context.Context, q db.DBTX) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	if err := src.tokens(ctx, q, nil, out); err != nil {
+		return nil, err
+	}
+	if err := src.secrets(ctx, q, nil, out); err != nil {
+		return nil, err
+	}
+	return out, src.routes(ctx, q, out)
+}
