@@ -289,7 +289,11 @@ func TestRelayRetriesFailuresWithBackoff(t *testing.T) {
 			run(t, relay)
 			enqueue(t, pool, outbox.Message{Topic: "kv", Key: "k", Payload: "secret payload"})
 
-			eventually(t, 5*time.Second, "delivery", func() bool { return depth(t, pool) == 0 })
+			// The delivered counter moves just after the commit that empties
+			// the outbox: wait for both.
+			eventually(t, 5*time.Second, "delivery", func() bool {
+				return depth(t, pool) == 0 && counter(t, reg, "tokenmanager_outbox_delivered_total") == 1
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if len(attempts) != tt.wantTries {
