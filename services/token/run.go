@@ -6,15 +6,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
 	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
-	"github.com/tokenmanager/tokenmanager/services/internal/grpcserver"
 	"github.com/tokenmanager/tokenmanager/services/internal/outbox"
 	"github.com/tokenmanager/tokenmanager/services/token/keyring"
 	"github.com/tokenmanager/tokenmanager/services/token/kvsync"
@@ -58,8 +56,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc := &Service{Pool: pool, Ring: ring, Teams: TeamClient{Client: teamv1.NewTeamServiceClient(teamConn)}}
 
 	bg, stopBG := context.WithCancel(ctx)
@@ -69,9 +65,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	auditRelay := &outbox.Relay{Pool: pool, Schema: schema, Topics: []string{auditlog.Topic}, Logger: log,
 		Handler: auditlog.Deliver(auditv1.NewAuditServiceClient(auditConn))}
-	if err := auditRelay.Register(reg); err != nil {
-		return err
-	}
+	metrics := []app.ServeOption{app.WithMetrics(auditRelay.Register)}
 	wg.Go(func() { _ = auditRelay.Run(bg) })
 
 	var syncer *kvsync.Syncer
@@ -82,13 +76,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		syncer = NewSyncer(svc, client, log)
-		if err := syncer.Register(reg); err != nil {
-			return err
-		}
 		kvRelay := NewKVRelay(svc, syncer, log, cfg.KVMaxBackoff)
-		if err := kvRelay.Register(reg); err != nil {
-			return err
-		}
+		metrics = append(metrics, app.WithMetrics(syncer.Register), app.WithMetrics(kvRelay.Register))
 		wg.Go(func() { _ = kvRelay.Run(bg) })
 		wg.Go(func() { syncer.RunReconciler(bg, cfg.KVReconcileInterval) })
 		log.Info("KV sync enabled", "base_url", cfg.Cloudflare.BaseURL, "reconcile_interval", cfg.KVReconcileInterval)
@@ -99,9 +88,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	wg.Go(func() { runSweep(bg, svc, log, cfg.ExpirySweepInterval) })
 
-	srv := grpcserver.New(grpcserver.Options{Name: cfg.Name, Log: log, Auth: authn, Registerer: reg})
-	tokenv1.RegisterTokenServiceServer(srv.GRPC(), NewServer(svc, syncer))
-	return srv.Run(ctx, cfg.GRPCAddr, cfg.MetricsAddr)
+	return app.Serve(ctx, cfg.Common, log, authn, func(s *grpc.Server) {
+		tokenv1.RegisterTokenServiceServer(s, NewServer(svc, syncer))
+	}, metrics...)
 }
 
 // runSweep removes expired tokens and ended grace periods from KV.
