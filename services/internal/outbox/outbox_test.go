@@ -194,7 +194,7 @@ func TestRelayDeliversCommittedMessagesOnNotify(t *testing.T) {
 
 	start := time.Now()
 	enqueue(t, pool, outbox.Message{Topic: "kv", Key: "committed", Payload: 2})
-	eventually(t, 5*time.Second, "delivery", func() bool { return len(rec.entries()) > 0 })
+	eventually(t, 30*time.Second, "delivery", func() bool { return len(rec.entries()) > 0 })
 	t.Logf("delivered %v after commit", time.Since(start))
 
 	// Another commit, well after the relay went back to sleep.
@@ -291,7 +291,7 @@ func TestRelayRetriesFailuresWithBackoff(t *testing.T) {
 
 			// The delivered counter moves just after the commit that empties
 			// the outbox: wait for both.
-			eventually(t, 5*time.Second, "delivery", func() bool {
+			eventually(t, 30*time.Second, "delivery", func() bool {
 				return depth(t, pool) == 0 && counter(t, reg, "tokenmanager_outbox_delivered_total") == 1
 			})
 			mu.Lock()
