@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // local-cloudflare: one process for `make dev` and tests — the gateway Worker
-// in workerd plus the Cloudflare KV REST API over its KV namespace.
+// in workerd plus the Cloudflare KV REST API over its KV namespace (and, with
+// --compat-worker-port, the v2.7 stand-in Worker on the same namespace).
 // Prints one JSON line with the URLs to stdout when ready (and nothing else
 // to stdout); logs go to stderr. Exits on SIGTERM/SIGINT, when its parent
 // dies, and when stdin (a pipe from the parent) closes.
@@ -36,6 +37,7 @@ process.stdout.write(
   JSON.stringify({
     cloudflare_api: running.cloudflareApi,
     worker: running.worker,
+    ...(running.compatWorker ? { compat_worker: running.compatWorker } : {}),
     admin: running.admin,
     account_id: config.accountId,
     namespace_id: config.namespaceId,

@@ -27,11 +27,15 @@ export const USAGE = `Usage: node server.js [flags]
 Hosts the gateway Worker in workerd (Miniflare) and serves the Cloudflare KV
 REST API over its KV namespace. Prints one JSON line to stdout when ready:
   {"cloudflare_api":"http://HOST:P/client/v4","worker":"http://HOST:Q/","admin":"http://HOST:P/__admin",...}
+(plus "compat_worker":"http://HOST:R/" when --compat-worker-port is given).
 
 Flags (environment variable in brackets):
   --host ADDR              listen address (LOCAL_CF_HOST, default 127.0.0.1)
   --api-port N             Cloudflare API port, 0 = any free (LOCAL_CF_API_PORT, default 8788)
   --worker-port N          Worker port, 0 = any free (LOCAL_CF_WORKER_PORT, default 8787)
+  --compat-worker-port N   also host the v2.7 stand-in Worker (WORKER_DIR/compat/v27-worker.js)
+                           on this port, with the same vars and the same TOKENS namespace;
+                           0 = any free (LOCAL_CF_COMPAT_WORKER_PORT, default: not started)
   --account-id ID          (CF_ACCOUNT_ID, default local-account)
   --namespace-id ID        the TOKENS namespace id (CF_KV_NAMESPACE_ID, default local-tokens)
   --api-token TOKEN        the accepted Bearer token (CF_API_TOKEN, default local-dev-token)
@@ -68,6 +72,7 @@ export function parseConfig(argv, env) {
       host: { type: "string" },
       "api-port": { type: "string" },
       "worker-port": { type: "string" },
+      "compat-worker-port": { type: "string" },
       "account-id": { type: "string" },
       "namespace-id": { type: "string" },
       "api-token": { type: "string" },
@@ -106,14 +111,25 @@ export function parseConfig(argv, env) {
     }
   }
 
+  // The v2.7 stand-in: off unless a port is given (an empty flag or variable counts as unset).
+  const compatPort = values["compat-worker-port"] ?? env.LOCAL_CF_COMPAT_WORKER_PORT;
+  const compatWorkerPort = compatPort === undefined || compatPort === "" ? undefined : port(compatPort, "--compat-worker-port");
+
+  const apiPort = port(values["api-port"] ?? env.LOCAL_CF_API_PORT ?? "8788", "--api-port");
+  const workerPort = port(values["worker-port"] ?? env.LOCAL_CF_WORKER_PORT ?? "8787", "--worker-port");
+  if (compatWorkerPort && (compatWorkerPort === apiPort || compatWorkerPort === workerPort)) {
+    throw new Error(`--compat-worker-port ${compatWorkerPort} is already the ${compatWorkerPort === apiPort ? "API" : "Worker"} port`);
+  }
+
   const exitOnStdinClose = values["exit-on-stdin-close"] ?? env.LOCAL_CF_EXIT_ON_STDIN_CLOSE ?? "auto";
   if (!["auto", "always", "never"].includes(exitOnStdinClose)) throw new Error("--exit-on-stdin-close must be auto, always or never");
 
   return {
     help: false,
     host: values.host ?? env.LOCAL_CF_HOST ?? "127.0.0.1",
-    apiPort: port(values["api-port"] ?? env.LOCAL_CF_API_PORT ?? "8788", "--api-port"),
-    workerPort: port(values["worker-port"] ?? env.LOCAL_CF_WORKER_PORT ?? "8787", "--worker-port"),
+    apiPort,
+    workerPort,
+    compatWorkerPort,
     workerDir: path.resolve(values["worker-dir"] ?? env.LOCAL_CF_WORKER_DIR ?? DEFAULT_WORKER_DIR),
     accountId: values["account-id"] ?? env.CF_ACCOUNT_ID ?? "local-account",
     namespaceId: values["namespace-id"] ?? env.CF_KV_NAMESPACE_ID ?? "local-tokens",

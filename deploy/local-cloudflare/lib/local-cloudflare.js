@@ -1,9 +1,13 @@
 // Local Cloudflare: the gateway Worker in workerd (Miniflare) on one port,
 // and the Cloudflare KV REST API over that Worker's KV namespace on another.
+// Optionally the v2.7 stand-in Worker (worker/compat/v27-worker.js) on a
+// third port, in the same workerd, bound to the same KV namespace — so an
+// end-to-end test can check that what the token service writes also works
+// with the Worker deployed today.
 
 import http from "node:http";
 import path from "node:path";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { Miniflare } from "miniflare";
 import { createApiHandler } from "./kv-api.js";
 import { Faults } from "./faults.js";
@@ -13,6 +17,7 @@ import { Faults } from "./faults.js";
  * @property {string} host                 listen address of both servers
  * @property {number} apiPort              Cloudflare API port (0 = any free port)
  * @property {number} workerPort           Worker port (0 = any free port)
+ * @property {number} [compatWorkerPort]   port of the v2.7 stand-in Worker (0 = any free port; undefined = not started)
  * @property {string} workerDir            folder with wrangler.toml (its `main` and `compatibility_date` are used)
  * @property {string} accountId
  * @property {string} namespaceId          the id of the Worker's TOKENS namespace
@@ -38,23 +43,41 @@ export function readWranglerToml(workerDir) {
   return { main, compatibilityDate };
 }
 
+/** The v2.7 stand-in, relative to the Worker folder. */
+export const COMPAT_WORKER_SCRIPT = "compat/v27-worker.js";
+const GATEWAY_NAME = "api-gateway";
+const COMPAT_NAME = "v27-compat";
+
 /**
- * Starts both servers.
+ * Starts the servers: the API, the gateway Worker and, if asked, the v2.7 stand-in.
  * @param {Options} options
- * @returns {Promise<{cloudflareApi: string, worker: string, admin: string, mf: Miniflare, close: () => Promise<void>}>}
+ * @returns {Promise<{cloudflareApi: string, worker: string, compatWorker?: string, admin: string, mf: Miniflare, close: () => Promise<void>}>}
  */
 export async function startLocalCloudflare(options) {
   const { main, compatibilityDate } = readWranglerToml(options.workerDir);
-  const mf = new Miniflare({
+  const compat = options.compatWorkerPort !== undefined;
+  /** @param {string} name @param {string} script */
+  const worker = (name, script) => ({
+    name,
     modules: true,
     modulesRoot: options.workerDir,
-    scriptPath: path.join(options.workerDir, main),
+    scriptPath: path.join(options.workerDir, script),
     modulesRules: [{ type: "ESModule", include: ["**/*.js"] }],
     compatibilityDate,
-    cf: false, // a placeholder Request.cf: never fetch Cloudflare's (no network here)
-    kvNamespaces: { TOKENS: options.namespaceId },
-    kvPersist: options.persist ?? false,
+    kvNamespaces: { TOKENS: options.namespaceId }, // the same id: one namespace, seen by every Worker
     bindings: options.vars,
+  });
+  const workers = [worker(GATEWAY_NAME, main)]; // the first Worker answers on the entry socket (host:port)
+  if (compat) {
+    const script = path.join(options.workerDir, COMPAT_WORKER_SCRIPT);
+    if (!existsSync(script)) throw new Error(`--compat-worker-port: ${script} does not exist`);
+    // Its own socket straight into workerd (no Miniflare entry Worker in front).
+    workers.push({ ...worker(COMPAT_NAME, COMPAT_WORKER_SCRIPT), unsafeDirectSockets: [{ host: options.host, port: options.compatWorkerPort }] });
+  }
+  const mf = new Miniflare({
+    workers,
+    cf: false, // a placeholder Request.cf: never fetch Cloudflare's (no network here)
+    kvPersist: options.persist ?? false,
     host: options.host,
     port: options.workerPort,
     // workerd's output (the Worker's console) goes to stderr: stdout carries only the start-up line.
@@ -66,7 +89,8 @@ export async function startLocalCloudflare(options) {
   let server;
   try {
     const workerUrl = await mf.ready;
-    const kv = await mf.getKVNamespace("TOKENS");
+    const compatUrl = compat ? await mf.unsafeGetDirectURL(COMPAT_NAME) : undefined;
+    const kv = await mf.getKVNamespace("TOKENS", GATEWAY_NAME);
     const faults = new Faults();
     faults.add(options.faults);
     const handler = createApiHandler({
@@ -94,6 +118,7 @@ export async function startLocalCloudflare(options) {
     return {
       cloudflareApi: `${origin}/client/v4`,
       worker: workerUrl.href,
+      ...(compatUrl ? { compatWorker: compatUrl.href } : {}),
       admin: `${origin}/__admin`,
       mf,
       close() {

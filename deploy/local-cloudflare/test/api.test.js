@@ -69,6 +69,7 @@ const esc = encodeURIComponent;
 test("the start-up URLs", () => {
   assert.match(lc.cloudflareApi, /^http:\/\/127\.0\.0\.1:\d+\/client\/v4$/);
   assert.match(lc.worker, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  assert.equal(lc.compatWorker, undefined, "no compat Worker unless asked for");
 });
 
 test("authentication: a missing or wrong Bearer token gets a 401 envelope", async () => {

@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
+import net from "node:net";
 
 const SERVER = fileURLToPath(new URL("../server.js", import.meta.url));
 
@@ -46,6 +47,7 @@ test("prints one JSON line, keeps stdout clean, exits 0 on SIGTERM", async () =>
     assert.match(p.info.worker, /^http:\/\/127\.0\.0\.1:\d+\/$/);
     assert.equal(p.info.account_id, "acc");
     assert.equal(p.info.namespace_id, "ns");
+    assert.equal("compat_worker" in p.info, false, "no compat Worker unless asked for");
 
     // The CF_* environment configures the API.
     const res = await fetch(`${p.info.cloudflare_api}/accounts/acc/storage/kv/namespaces/ns/keys`, { headers: { Authorization: "Bearer env-token" } });
@@ -100,6 +102,86 @@ test("fault rules from LOCAL_CF_FAULTS and Worker vars from --var", async () => 
     p.child.kill("SIGTERM");
   }
   assert.equal((await exitOf(p)).code, 0);
+});
+
+/** Resolves with the error code of a connection attempt to `url` ("ECONNREFUSED" once nobody listens), or "open". */
+function connectTo(url) {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const s = net.connect(Number(u.port), u.hostname, () => {
+      s.destroy();
+      resolve("open");
+    });
+    s.on("error", (err) => resolve(err.code));
+  });
+}
+
+test("--compat-worker-port: the v2.7 Worker in the start-up line, on the same KV; SIGTERM stops every socket", async () => {
+  const p = await start(["--compat-worker-port", "0"], { CF_API_TOKEN: "t", CF_ACCOUNT_ID: "a", CF_KV_NAMESPACE_ID: "n", LOCAL_CF_COMPAT_WORKER_PORT: "" });
+  let urls;
+  try {
+    assert.deepEqual(Object.keys(p.info), ["cloudflare_api", "worker", "compat_worker", "admin", "account_id", "namespace_id"]);
+    assert.match(p.info.compat_worker, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.notEqual(p.info.compat_worker, p.info.worker);
+    urls = [p.info.worker, p.info.compat_worker, p.info.cloudflare_api];
+
+    // A token written through the API (v6 style: raw "/"-free key) is valid for the compat Worker at once;
+    // with no routes yet, v2.7 answers its own "Routes Not Configured".
+    const key = "any-v27-key";
+    const hash = createHash("sha256").update(key).digest("hex");
+    const put = await fetch(`${p.info.cloudflare_api}/accounts/a/storage/kv/namespaces/n/values/token%3A${hash}`, {
+      method: "PUT",
+      headers: { Authorization: "Bearer t" },
+      body: JSON.stringify({ name: "x", team_id: "x", scopes: ["*"], created_at: "2026-01-01T00:00:00Z", expires_at: null }),
+    });
+    assert.equal(put.status, 200);
+    const res = await fetch(new URL("/api/x", p.info.compat_worker), { headers: { "X-API-Key": key } });
+    assert.equal(res.status, 500);
+    assert.equal((await res.json()).error, "Routes Not Configured");
+    for (const u of urls) assert.equal(await connectTo(u), "open", u);
+  } finally {
+    p.child.kill("SIGTERM");
+  }
+  assert.deepEqual(await exitOf(p), { code: 0, signal: null });
+  assert.equal(p.stdout().trim().split("\n").length, 1, `stdout: ${p.stdout()}`);
+  for (const u of urls) assert.equal(await connectTo(u), "ECONNREFUSED", `${u} still open after exit`);
+});
+
+test("LOCAL_CF_COMPAT_WORKER_PORT starts the compat Worker too", async () => {
+  const p = await start([], { LOCAL_CF_COMPAT_WORKER_PORT: "0" });
+  try {
+    assert.match(p.info.compat_worker, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const res = await fetch(new URL("/api/x", p.info.compat_worker));
+    assert.equal(res.status, 401);
+    assert.equal((await res.json()).error, "Missing API Key");
+  } finally {
+    p.child.kill("SIGTERM");
+  }
+  assert.deepEqual(await exitOf(p), { code: 0, signal: null });
+});
+
+test("bad --compat-worker-port / LOCAL_CF_COMPAT_WORKER_PORT: exit 2 with a message", async () => {
+  const cases = [
+    [["--compat-worker-port", "abc"], {}, /--compat-worker-port must be a port number \(0-65535\), got "abc"/],
+    [["--compat-worker-port=-1"], {}, /--compat-worker-port must be a port number/],
+    [[], { LOCAL_CF_COMPAT_WORKER_PORT: "70000" }, /--compat-worker-port must be a port number \(0-65535\), got "70000"/],
+    [["--compat-worker-port", "8787"], {}, /--compat-worker-port 8787 is already the Worker port/],
+    [["--compat-worker-port"], {}, /--compat-worker-port/],
+  ];
+  await Promise.all(
+    cases.map(async ([args, env, message]) => {
+      const child = spawn(process.execPath, [SERVER, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
+      child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+      const [code] = await once(child, "exit");
+      assert.equal(code, 2, `${args} ${JSON.stringify(env)}: ${stderr}`);
+      assert.match(stderr, message);
+      assert.match(stderr, /Usage: node server.js/);
+      assert.equal(stdout, "");
+    }),
+  );
 });
 
 test("bad flags: exit 2 with the usage on stderr", async () => {

@@ -1,8 +1,10 @@
 // KV values in the shapes the Go token service writes — RFC 3339 "Z"
 // timestamps (Go's RFC3339Nano, up to nanoseconds), extra fields on tokens,
 // routes and secrets — must still work with the v2.7 Worker that is deployed
-// today (test/v27-worker.js, contract §4 to the letter) and with this
-// project's Worker. Each case runs against both.
+// today (compat/v27-worker.js, contract §4 to the letter) and with this
+// project's Worker. Each case runs against both. (The end-to-end version,
+// with KV written by the real token service, runs the same stand-in in
+// deploy/local-cloudflare with --compat-worker-port.)
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -62,7 +64,7 @@ function goRoutes(origin) {
 const goSecret = (value) => JSON.stringify({ value, route_id: "2", updated_at: goRFC3339Nano(0) });
 
 for (const [name, script] of [
-  ["v2.7 Worker (contract §4)", "test/v27-worker.js"],
+  ["v2.7 Worker (contract §4)", "compat/v27-worker.js"],
   ["this project's Worker", "src/index.js"],
 ]) {
   describe(name, () => {
@@ -135,7 +137,7 @@ for (const [name, script] of [
       assert.equal(basic.headers.authorization, "Basic " + Buffer.from("svc:pass").toString("base64"));
     });
 
-    if (script.startsWith("test/")) {
+    if (script.startsWith("compat/")) {
       test("the stand-in has v2.7's documented bugs (so it is not this project's Worker in disguise)", async () => {
         const prefix = await call("/api/imageXYZ/x", tokens.all);
         assert.equal((await prefix.json()).url, "/image-svcXYZ/x", "string-prefix matching");
@@ -152,7 +154,7 @@ for (const [name, script] of [
       assert.ok(event, "event for /api/openai");
       assert.equal(event.user_agent, "compat-test");
       assert.equal(event.response_status, 200);
-      if (script.startsWith("test/")) {
+      if (script.startsWith("compat/")) {
         assert.ok(backend.usagePosts.every((p) => p.json.token_hash && p.signatureValid === null), "v2.7: bare, unsigned");
       } else {
         assert.ok(backend.usagePosts.every((p) => Array.isArray(p.json.events) && p.signatureValid === true), "signed batches");

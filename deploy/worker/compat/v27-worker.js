@@ -2,9 +2,13 @@
 // letter of spec/rest-contract.md §4 — its bugs included: string-prefix
 // route matching, the client's X-API-Key and all other headers forwarded,
 // env-first secret lookup, silent forwarding when a secret is missing,
-// stack traces in 500s, unsigned single-event usage posts. Tests use it to
-// prove that KV values written by the Go token service still work with the
-// Worker that is deployed today. Not deployed; not this project's Worker.
+// stack traces in 500s, unsigned single-event usage posts. It proves that
+// KV values written by the Go token service still work with the Worker that
+// is deployed today: test/v27-compat.test.js runs it on hand-made KV values,
+// and deploy/local-cloudflare hosts it (--compat-worker-port) next to this
+// project's Worker, on the same TOKENS namespace, for the Go end-to-end test
+// whose KV the real token service writes. Not deployed; not this project's
+// Worker; not imported by src/ (wrangler never bundles it).
 
 function jsonResponse(status, body) {
   return new Response(JSON.stringify(body, null, 2), {
