@@ -45,6 +45,21 @@ $(PLUGINS) &: tools/go.mod tools/go.sum
 	cd tools && GOWORK=off go build -o $(BIN)/ tool
 	@touch $(PLUGINS)
 
+## --- Node (the Worker and local Cloudflare) ---------------------------------------------------
+
+# npm ci only when the lock file changed since the last install (npm writes
+# node_modules/.package-lock.json on every install). Versions are pinned in package-lock.json.
+NODE_DIRS := deploy/worker deploy/local-cloudflare
+NODE_STAMPS := $(addsuffix /node_modules/.package-lock.json,$(NODE_DIRS))
+
+.PHONY: node-deps
+node-deps: $(NODE_STAMPS) ## npm ci in deploy/worker and deploy/local-cloudflare (only when stale)
+
+%/node_modules/.package-lock.json: %/package-lock.json %/package.json
+	@echo '==> npm ci ($*)'
+	cd $* && npm ci --no-audit --no-fund
+	@touch $@
+
 ## --- code ------------------------------------------------------------------------------------
 
 .PHONY: generate
@@ -71,19 +86,25 @@ build: ## Build every binary into .bin/ (token team audit usage health tmctl gat
 ## --- run and test ----------------------------------------------------------------------------
 
 .PHONY: dev
-dev: build ## Run the whole stack locally (PostgreSQL, migrations, services, gateway); Ctrl-C stops it
+dev: build node-deps ## Run the whole stack and the edge locally (PostgreSQL, services, gateway, Worker on :8787); Ctrl-C stops it
 	scripts/dev.sh
 
 .PHONY: test
-test: pg-test tools check-generated lint ## What CI runs: PostgreSQL, generated-code check, lint, then go test in every module
+test: pg-test tools node-deps check-generated lint ## What CI runs: PostgreSQL, generated-code check, lint, go test in every module, the Worker's tests
 	@export TM_TEST_DATABASE_URL="$$(scripts/pg.sh test)"; \
+	mkdir -p .data; export TM_EDGE_REPORT="$(CURDIR)/.data/edge-report.txt"; rm -f "$$TM_EDGE_REPORT"; \
 	failed=(); \
+	for d in $(NODE_DIRS); do \
+	  echo "==> npm test ($$d)"; \
+	  (cd $$d && npm test --silent) || failed+=($$d); \
+	done; \
 	for m in $(MODULES); do \
 	  race=$(RACE); [[ $$m != gateway ]] && race=; \
 	  echo "==> go test ($$m) $$race"; \
 	  (cd $$m && go test $(GO_TEST_FLAGS) $$race ./...) || failed+=($$m); \
 	done; \
-	if (( $${#failed[@]} )); then echo "go test failed in: $${failed[*]}" >&2; exit 1; fi
+	[[ -f $$TM_EDGE_REPORT ]] && cat "$$TM_EDGE_REPORT"; \
+	if (( $${#failed[@]} )); then echo "tests failed in: $${failed[*]}" >&2; exit 1; fi
 
 .PHONY: bench
 bench: pg-test ## Run the benchmarks of the services and gateway modules

@@ -2,7 +2,9 @@
 # scripts/dev.sh — `make dev`: the whole stack on this machine, in the foreground.
 #
 # PostgreSQL (a private server unless DATABASE_URL is set) → secrets (.data/dev.env) →
-# `tmctl migrate` → the five services → the gateway. Logs are prefixed with the process name.
+# `tmctl migrate` → the edge (deploy/local-cloudflare: the Worker on 127.0.0.1:8787 and a local
+# Cloudflare KV API on :8788, unless CF_ACCOUNT_ID points the stack at a real Cloudflare or
+# TM_DEV_EDGE=off) → the five services → the gateway. Logs are prefixed with the process name.
 # Ctrl-C (or TERM) stops every process this script started. Expects `make build` to have run.
 #
 # Every variable of the README's configuration table is honoured when set. Listen addresses are
@@ -52,15 +54,36 @@ for var in TM_GRPC_ADDR TM_METRICS_ADDR; do
   unset "$var"
 done
 export TM_HTTP_ADDR=${TM_HTTP_ADDR:-127.0.0.1:8000}
+http_host=${TM_HTTP_ADDR%:*}
+http_port=${TM_HTTP_ADDR##*:}
+[[ -z $http_host || $http_host == 0.0.0.0 || $http_host == "[::]" ]] && http_host=127.0.0.1
+url=http://$http_host:$http_port
+
+# --- the edge: local Cloudflare, unless a real one is configured -------------------------------
+edge=
+if [[ ${TM_DEV_EDGE:-on} == off ]]; then
+  say "TM_DEV_EDGE=off: no local edge"
+elif [[ -n ${CF_ACCOUNT_ID:-} ]]; then
+  say "CF_ACCOUNT_ID is set: KV goes to ${CF_API_BASE_URL:-Cloudflare}; no local edge"
+else
+  [[ -d deploy/local-cloudflare/node_modules/miniflare ]] || die "deploy/local-cloudflare has no node_modules: run 'make dev', which runs npm ci"
+  edge_api_port=${LOCAL_CF_API_PORT:-8788}
+  edge_worker_port=${LOCAL_CF_WORKER_PORT:-8787}
+  edge=http://127.0.0.1:$edge_worker_port
+  export CF_ACCOUNT_ID=local-account CF_KV_NAMESPACE_ID=local-tokens CF_API_TOKEN=$LOCAL_CF_API_TOKEN
+  export CF_API_BASE_URL=http://127.0.0.1:$edge_api_port/client/v4
+fi
 
 # Each process gets only the secrets it reads.
+dev_only="USAGE_INGEST_SECRET LOCAL_CF_API_TOKEN"
 declare -A withhold=(
-  [token]="TM_BOOTSTRAP_ADMIN_KEY"
-  [team]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN"
-  [audit]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN TM_BOOTSTRAP_ADMIN_KEY"
-  [usage]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN TM_BOOTSTRAP_ADMIN_KEY"
-  [health]="TOKEN_ENCRYPTION_KEY TM_BOOTSTRAP_ADMIN_KEY"
-  [gateway]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN TM_BOOTSTRAP_ADMIN_KEY CLERK_SECRET_KEY TM_SERVICE_SECRET DATABASE_URL"
+  [token]="TM_BOOTSTRAP_ADMIN_KEY $dev_only"
+  [team]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN $dev_only"
+  [audit]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN TM_BOOTSTRAP_ADMIN_KEY $dev_only"
+  [usage]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN TM_BOOTSTRAP_ADMIN_KEY LOCAL_CF_API_TOKEN"
+  [health]="TOKEN_ENCRYPTION_KEY TM_BOOTSTRAP_ADMIN_KEY $dev_only"
+  [gateway]="TOKEN_ENCRYPTION_KEY CF_API_TOKEN TM_BOOTSTRAP_ADMIN_KEY CLERK_SECRET_KEY TM_SERVICE_SECRET DATABASE_URL $dev_only"
+  [edge]="TOKEN_ENCRYPTION_KEY TM_BOOTSTRAP_ADMIN_KEY CLERK_SECRET_KEY TM_SERVICE_SECRET DATABASE_URL LOCAL_CF_API_TOKEN"
 )
 
 # prefix labels each line of a process's output. It ignores INT/TERM so that it outlives the
@@ -72,13 +95,33 @@ prefix() { (trap '' INT TERM && exec sed -u "s/^/[$1] /"); }
 set -m
 pids=()
 declare -A name_of
+# start NAME [VAR=value…] runs .bin/NAME; run NAME COMMAND… runs any command under that label.
 start() {
+  local name=$1
+  shift
+  run "$name" "$@" "$bin/$name"
+}
+run() {
   local name=$1 env_args=()
   shift
-  for v in ${withhold[$name]}; do env_args+=(-u "$v"); done
-  env "${env_args[@]}" "$@" "$bin/$name" > >(prefix "$name") 2>&1 &
+  for v in ${withhold[$name]:-}; do env_args+=(-u "$v"); done
+  env "${env_args[@]}" "$@" > >(prefix "$name") 2>&1 &
   pids+=($!)
   name_of[$!]=$name
+}
+
+# wait_for NAME URL: until URL answers, or NAME's process exits, or a minute passes.
+wait_for() {
+  local name=$1 target=$2 i pid
+  say "waiting for $target"
+  for i in {1..600}; do
+    curl -fsS -o /dev/null --max-time 1 "$target" 2>/dev/null && return 0
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || die "${name_of[$pid]} exited during start-up (see its log above)"
+    done
+    ((i < 600)) || die "no answer from $target after 60 s ($name)"
+    sleep 0.1
+  done
 }
 
 stopping=
@@ -106,25 +149,21 @@ trap 'stop_all' EXIT
 say "migrating $(printf '%s' "$DATABASE_URL" | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#')"
 "$bin/tmctl" migrate > >(prefix migrate) 2>&1
 
+if [[ -n $edge ]]; then
+  # The Worker posts usage to the gateway, signed with the usage service's secret; KV persists in
+  # .data/kv (the token service's reconciler repairs any drift at start-up).
+  run edge LOCAL_CF_API_PORT="$edge_api_port" LOCAL_CF_WORKER_PORT="$edge_worker_port" \
+    LOCAL_CF_PERSIST="$root/.data/kv" TOKEN_MANAGER_BACKEND="$url" LOCAL_CF_EXIT_ON_STDIN_CLOSE=never \
+    node deploy/local-cloudflare/server.js
+  wait_for edge "http://127.0.0.1:$edge_api_port/__admin/health"
+fi
+
 for s in "${services[@]}"; do
   start "$s" TM_GRPC_ADDR="${grpc_addr[$s]}" TM_METRICS_ADDR="${metrics_addr[$s]}"
 done
 start gateway TM_METRICS_ADDR="${metrics_addr[gateway]}"
 
-http_host=${TM_HTTP_ADDR%:*}
-http_port=${TM_HTTP_ADDR##*:}
-[[ -z $http_host || $http_host == 0.0.0.0 || $http_host == "[::]" ]] && http_host=127.0.0.1
-url=http://$http_host:$http_port
-
-say "waiting for $url/health"
-for i in {1..600}; do
-  curl -fsS -o /dev/null --max-time 1 "$url/health" 2>/dev/null && break
-  for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || die "${name_of[$pid]} exited during start-up (see its log above)"
-  done
-  ((i < 600)) || die "no answer from $url/health after 60 s"
-  sleep 0.1
-done
+wait_for gateway "$url/health"
 
 cat <<EOF
 
@@ -132,6 +171,7 @@ cat <<EOF
 
   API (REST):   $url
   API docs:     $url/docs
+  Edge:         ${edge:-(not started)}${edge:+/  (the Worker: send X-API-Key; KV API http://127.0.0.1:${edge_api_port:-}/client/v4)}
   gRPC:         token ${grpc_addr[token]}  team ${grpc_addr[team]}  audit ${grpc_addr[audit]}  usage ${grpc_addr[usage]}  health ${grpc_addr[health]}
   Admin key:    ${TM_BOOTSTRAP_ADMIN_KEY:-(none: set TM_BOOTSTRAP_ADMIN_KEY)}
                 (TM_BOOTSTRAP_ADMIN_KEY, kept in .data/dev.env; send it as "Authorization: Bearer <key>")

@@ -45,4 +45,9 @@ ensure TOKEN_ENCRYPTION_KEY fernet_key
 ensure TM_BOOTSTRAP_ADMIN_KEY admin_key
 if [[ $compose == --compose ]]; then
   ensure POSTGRES_PASSWORD hex_password
+else
+  # make dev's edge: the Worker signs usage with the usage service's secret, and the local
+  # Cloudflare API accepts only this token from the token service.
+  ensure USAGE_INGEST_SECRET service_secret
+  ensure LOCAL_CF_API_TOKEN service_secret
 fi

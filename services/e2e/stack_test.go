@@ -96,7 +96,14 @@ type stack struct {
 type stackOption func(*stackConfig)
 
 type stackConfig struct {
-	env map[string][]string // binary name → extra KEY=value entries
+	env      map[string][]string // binary name → extra KEY=value entries
+	httpAddr string              // the gateway's listen address (default: a free port)
+}
+
+// withHTTPAddr makes the gateway listen on addr, for peers that must know
+// the gateway's URL before the stack starts (the Worker posts usage to it).
+func withHTTPAddr(addr string) stackOption {
+	return func(c *stackConfig) { c.httpAddr = addr }
 }
 
 // withEnv adds KEY=value entries to the environment of one binary ("token",
@@ -118,7 +125,10 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		addrs[name] = freeAddr(t)
 		s.metrics[name] = freeAddr(t)
 	}
-	httpAddr := freeAddr(t)
+	httpAddr := sc.httpAddr
+	if httpAddr == "" {
+		httpAddr = freeAddr(t)
+	}
 	s.url = "http://" + httpAddr
 	common := []string{
 		"DATABASE_URL=" + dbURL,
@@ -154,20 +164,36 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	gwEnv = append(gwEnv, sc.env["gateway"]...)
 	s.start("gateway", "gateway", gwEnv)
 
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: on a loaded 2-core CI machine seven processes start at once.
+	const startup = 60 * time.Second
+	deadline := time.Now().Add(startup)
+	var last string
 	for {
 		resp, err := http.Get(s.url + "/health/detailed")
 		if err == nil {
-			var body struct{ Status string }
-			_ = json.NewDecoder(resp.Body).Decode(&body)
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if body.Status == "healthy" {
+			var h struct{ Status string }
+			_ = json.Unmarshal(body, &h)
+			if h.Status == "healthy" {
 				break
+			}
+			last = string(body)
+		} else {
+			last = err.Error()
+		}
+		for name, p := range s.procs {
+			select {
+			case err := <-p.done:
+				p.done <- err
+				s.dumpLogs()
+				t.Fatalf("%s exited during start-up: %v", name, err)
+			default:
 			}
 		}
 		if time.Now().After(deadline) {
 			s.dumpLogs()
-			t.Fatalf("stack not healthy after 30s")
+			t.Fatalf("stack not healthy after %v; last /health/detailed: %s", startup, last)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
