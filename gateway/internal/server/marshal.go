@@ -1,10 +1,8 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
 	"reflect"
-	"strings"
+	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -19,8 +17,9 @@ import (
 // protojson writes int64 as a JSON string ("42"), which the dashboard's
 // arithmetic and the contract's shapes do not accept. Rather than squeezing ids
 // and counters into int32 or double in the API, the gateway rewrites those
-// fields after marshalling, guided by the message descriptor. Values above
-// 2^53 would lose precision in JavaScript; ids and counters stay far below.
+// fields after marshalling, guided by the message descriptor, in one pass
+// over the bytes (numberize.go). Values above 2^53 would lose precision in
+// JavaScript; ids and counters stay far below.
 type contractMarshaler struct {
 	runtime.JSONPb
 }
@@ -41,36 +40,61 @@ func newContractMarshaler() *contractMarshaler {
 
 // Marshal implements runtime.Marshaler.
 func (m *contractMarshaler) Marshal(v any) ([]byte, error) {
+	if list, ok := messageList(v); ok {
+		return m.marshalList(list)
+	}
 	out, err := m.JSONPb.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	desc := descriptorOf(v)
-	if desc == nil || !has64BitInts(desc, map[protoreflect.FullName]bool{}) {
+	if desc == nil || !has64BitInts(desc) {
 		return out, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(out))
-	dec.UseNumber()
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
-		return nil, err
+	return numberize(nil, out, shape{msg: infoOf(desc)})
+}
+
+// marshalList writes a response_body list (a JSON array of messages) in one
+// buffer: runtime.JSONPb goes through encoding/json for slices, which grows
+// and copies its buffer over and over on a large list.
+func (m *contractMarshaler) marshalList(list reflect.Value) ([]byte, error) {
+	var rewrite *msgInfo
+	if md := descriptorOf(list.Interface()); has64BitInts(md) {
+		rewrite = infoOf(md)
 	}
-	if _, isList := tree.([]any); isList || reflect.ValueOf(v).Kind() == reflect.Slice {
-		if items, ok := tree.([]any); ok {
-			for i := range items {
-				items[i] = numberize(items[i], desc)
-			}
+	out := append(make([]byte, 0, 256*list.Len()+2), '[')
+	var one []byte
+	var err error
+	for i := range list.Len() {
+		if i > 0 {
+			out = append(out, ',')
 		}
-	} else {
-		tree = numberize(tree, desc)
+		msg := list.Index(i).Interface().(proto.Message)
+		if rewrite == nil {
+			if out, err = m.MarshalOptions.MarshalAppend(out, msg); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if one, err = m.MarshalOptions.MarshalAppend(one[:0], msg); err != nil {
+			return nil, err
+		}
+		if out, err = numberize(out, one, shape{msg: rewrite}); err != nil {
+			return nil, err
+		}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(tree); err != nil {
-		return nil, err
+	return append(out, ']'), nil
+}
+
+// messageList reports whether v is a slice of messages (what a
+// response_body list field is marshalled as).
+func messageList(v any) (reflect.Value, bool) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return rv, false
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	_, ok := reflect.Zero(rv.Type().Elem()).Interface().(proto.Message)
+	return rv, ok
 }
 
 // descriptorOf returns the message descriptor of v, or of the elements of v
@@ -100,7 +124,8 @@ func is64(k protoreflect.Kind) bool {
 }
 
 // wellKnownOpaque are well-known types whose JSON form holds no 64-bit
-// integers to rewrite (Timestamp and Duration are strings by design).
+// integers to rewrite (Timestamp and Duration are strings by design; a
+// Struct's numbers are already numbers, and its strings must stay strings).
 func wellKnownOpaque(name protoreflect.FullName) bool {
 	switch name {
 	case "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.Struct",
@@ -115,8 +140,21 @@ func isInt64Wrapper(name protoreflect.FullName) bool {
 	return name == "google.protobuf.Int64Value" || name == "google.protobuf.UInt64Value"
 }
 
+// has64Cache remembers has64BitInts per message type: descriptors are
+// immutable, and the answer is needed on every response.
+var has64Cache sync.Map // protoreflect.FullName → bool
+
 // has64BitInts reports whether a message (transitively) has a 64-bit integer field.
-func has64BitInts(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+func has64BitInts(md protoreflect.MessageDescriptor) bool {
+	if v, ok := has64Cache.Load(md.FullName()); ok {
+		return v.(bool)
+	}
+	v := has64BitIntsWalk(md, map[protoreflect.FullName]bool{})
+	has64Cache.Store(md.FullName(), v)
+	return v
+}
+
+func has64BitIntsWalk(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
 	if isInt64Wrapper(md.FullName()) {
 		return true
 	}
@@ -133,78 +171,9 @@ func has64BitInts(md protoreflect.MessageDescriptor, seen map[protoreflect.FullN
 		if is64(f.Kind()) {
 			return true
 		}
-		if f.Message() != nil && has64BitInts(f.Message(), seen) {
+		if f.Message() != nil && has64BitIntsWalk(f.Message(), seen) {
 			return true
 		}
 	}
 	return false
-}
-
-// numberize rewrites, in the decoded JSON value v of message type md, every
-// 64-bit integer string into a JSON number.
-func numberize(v any, md protoreflect.MessageDescriptor) any {
-	if isInt64Wrapper(md.FullName()) {
-		return toNumber(v)
-	}
-	if wellKnownOpaque(md.FullName()) {
-		return v
-	}
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return v
-	}
-	fields := md.Fields()
-	for i := 0; i < fields.Len(); i++ {
-		f := fields.Get(i)
-		key := string(f.Name())
-		val, present := obj[key]
-		if !present || val == nil {
-			continue
-		}
-		obj[key] = numberizeField(val, f)
-	}
-	return obj
-}
-
-func numberizeField(v any, f protoreflect.FieldDescriptor) any {
-	switch {
-	case f.IsMap():
-		m, ok := v.(map[string]any)
-		if !ok {
-			return v
-		}
-		for k, item := range m {
-			m[k] = numberizeValue(item, f.MapValue())
-		}
-		return m
-	case f.IsList():
-		items, ok := v.([]any)
-		if !ok {
-			return v
-		}
-		for i := range items {
-			items[i] = numberizeValue(items[i], f)
-		}
-		return items
-	default:
-		return numberizeValue(v, f)
-	}
-}
-
-func numberizeValue(v any, f protoreflect.FieldDescriptor) any {
-	if is64(f.Kind()) {
-		return toNumber(v)
-	}
-	if f.Message() != nil {
-		return numberize(v, f.Message())
-	}
-	return v
-}
-
-func toNumber(v any) any {
-	s, ok := v.(string)
-	if !ok || s == "" || strings.ContainsAny(s, ".eE") {
-		return v
-	}
-	return json.Number(s)
 }

@@ -135,7 +135,7 @@ func TestListIsBareArrayWithContractTypes(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	want := `[{"created_at":"2025-11-08T07:12:45.123456Z","created_by":null,"description":null,"expires_at":null,"id":42,"last_used":null,"name":"n8n-image-workflow","rotation_grace_ends_at":null,"scopes":["image","tag:media"],"status":"active","team_id":"backend-team","token_preview":null}]`
+	want := `[{"id":42,"name":"n8n-image-workflow","team_id":"backend-team","created_by":null,"description":null,"token_preview":null,"scopes":["image","tag:media"],"created_at":"2025-11-08T07:12:45.123456Z","expires_at":null,"last_used":null,"status":"active","rotation_grace_ends_at":null}]`
 	if got := rec.Body.String(); got != want {
 		t.Fatalf("body\n got %s\nwant %s", got, want)
 	}
