@@ -82,6 +82,12 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 			if err := st.UpsertMembership(ctx, p.ID, t.ID, auth.RoleAdmin, p.ID); err != nil {
 				return err
 			}
+			// The creator's ADMIN role is a grant like any other: the
+			// trail must answer "since when is X an ADMIN of Y".
+			if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "membership", EntityID: p.ID + "@" + t.ID, Team: t.ID,
+				Details: map[string]any{"user_id": p.ID, "team_id": t.ID, "role": string(auth.RoleAdmin), "previous_role": ""}}); err != nil {
+				return err
+			}
 			if err := mirror(ctx, tx, p.ID); err != nil {
 				return err
 			}
@@ -201,7 +207,15 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 			return fmt.Errorf("delete key roles: %w", err)
 		}
 		if callerMember > 0 {
+			previous, err := st.Membership(ctx, p.ID, id)
+			if err != nil {
+				return err
+			}
 			if err := st.DeleteMembership(ctx, p.ID, id); err != nil {
+				return err
+			}
+			if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "membership", EntityID: p.ID + "@" + id, Team: id,
+				Details: map[string]any{"user_id": p.ID, "team_id": id, "previous_role": string(previous)}}); err != nil {
 				return err
 			}
 			if err := mirror(ctx, tx, p.ID); err != nil {

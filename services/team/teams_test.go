@@ -28,8 +28,13 @@ func TestCreateTeam(t *testing.T) {
 	if r, _ := h.svc.store.Membership(h.ctx, "user_admin", "backend-team"); r != "ADMIN" {
 		t.Errorf("creator role %q, want ADMIN", r)
 	}
-	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit'`); n != 1 {
-		t.Errorf("audit events %d, want 1", n)
+	// The team, and the creator's ADMIN membership.
+	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit'`); n != 2 {
+		t.Errorf("audit events %d, want 2", n)
+	}
+	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND payload->>'entityType' = 'membership'
+		AND payload->>'entityId' = 'user_admin@backend-team' AND payload->'details'->>'role' = 'ADMIN'`); n != 1 {
+		t.Errorf("creator membership audit events %d, want 1", n)
 	}
 	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'clerk_roles' AND key = 'user_admin'`); n != 1 {
 		t.Errorf("mirror messages %d, want 1", n)
@@ -202,8 +207,13 @@ func TestDeleteTeam(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM team.teams WHERE id = 'alpha'`); n != 0 {
 		t.Error("team still there")
 	}
-	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND payload->>'action' = 'delete'`); n != 1 {
+	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND payload->>'action' = 'delete' AND payload->>'entityType' = 'team'`); n != 1 {
 		t.Errorf("audit events %d", n)
+	}
+	// The deleting ADMIN's own membership went with the team.
+	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND payload->>'action' = 'delete' AND payload->>'entityType' = 'membership'
+		AND payload->>'entityId' = 'user_admin@alpha'`); n != 1 {
+		t.Errorf("membership audit events %d, want 1", n)
 	}
 }
 

@@ -454,11 +454,14 @@ func (x *ListAuditLogsRequest) GetTo() *timestamppb.Timestamp {
 }
 
 type ListAuditLogsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Total         int64                  `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
-	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
-	Offset        int32                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []*AuditLog            `protobuf:"bytes,4,rep,name=data,proto3" json:"data,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// total is exact up to 10,000 matching events (and for the unfiltered
+	// trail at any size); above that it is PostgreSQL's estimate, never below
+	// 10,001, since counting every match of a common filter costs a scan of them.
+	Total         int64       `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	Limit         int32       `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Offset        int32       `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []*AuditLog `protobuf:"bytes,4,rep,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
