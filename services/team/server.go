@@ -92,6 +92,20 @@ func (s *Server) LookupTeams(ctx context.Context, req *teamv1.LookupTeamsRequest
 	return out, nil
 }
 
+// CountTeams returns how many teams exist, for the dashboard of a global
+// admin. Only services may ask: they have checked that their caller may see
+// every team, which is why ListTeams (scoped to the caller) is not for them.
+func (s *Server) CountTeams(ctx context.Context, _ *teamv1.CountTeamsRequest) (*teamv1.CountTeamsResponse, error) {
+	if err := auth.RequireService(ctx); err != nil {
+		return nil, err
+	}
+	n, err := s.svc.store.CountTeams(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &teamv1.CountTeamsResponse{Total: n}, nil
+}
+
 func teamToProto(t TeamWithCount) *teamv1.Team {
 	return &teamv1.Team{
 		Id: t.ID, Name: t.Name, Description: t.Description, Color: t.Color, Icon: t.Icon,

@@ -92,6 +92,15 @@ type Team struct {
 	CreatedAt, UpdatedAt                          time.Time
 }
 
+// CountTeams returns how many teams exist.
+func (s *Store) CountTeams(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.q.QueryRow(ctx, `SELECT count(*) FROM team.teams`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count teams: %w", err)
+	}
+	return n, nil
+}
+
 // TeamsByID returns the teams with the given ids (unknown ids are skipped).
 func (s *Store) TeamsByID(ctx context.Context, ids []string) ([]Team, error) {
 	rows, err := s.q.Query(ctx, `

@@ -143,3 +143,50 @@ func TestGetPrincipalIsInternal(t *testing.T) {
 		t.Errorf("unknown key: %v", err)
 	}
 }
+
+func TestCountTeamsIsInternal(t *testing.T) {
+	ctx := context.Background()
+	pool := dbtest.NewPool(t, Migrations)
+	srv := NewServer(pool, Options{})
+	svc := auth.WithPrincipal(ctx, &auth.Principal{Kind: auth.KindService, ID: "usage"})
+	count := func() int64 {
+		t.Helper()
+		resp, err := srv.CountTeams(svc, &teamv1.CountTeamsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetTotal()
+	}
+
+	// People and admin keys, even global admins, use ListTeams, scoped to them.
+	for _, p := range []*auth.Principal{
+		{Kind: auth.KindUser, ID: "user_a", GlobalRole: auth.RoleAdmin},
+		{Kind: auth.KindAdminKey, ID: "key_1", GlobalRole: auth.RoleAdmin},
+	} {
+		if _, err := srv.CountTeams(auth.WithPrincipal(ctx, p), &teamv1.CountTeamsRequest{}); status.Code(errs.ToStatus(ctx, nil, err)) != codes.PermissionDenied {
+			t.Errorf("%s caller: %v, want PermissionDenied", p.Kind, err)
+		}
+	}
+	if _, err := srv.CountTeams(ctx, &teamv1.CountTeamsRequest{}); err == nil {
+		t.Error("caller without a principal: no error")
+	}
+
+	// Every team counts, with or without members or tokens: the seeded core-team too.
+	if n := count(); n != 1 {
+		t.Errorf("fresh schema: %d teams, want 1 (core-team)", n)
+	}
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO team.teams (id, name) VALUES ('backend-team', 'Backend Team'), ('empty-team', 'Empty Team');
+		INSERT INTO team.memberships (user_id, team_id, role) VALUES ('user_a', 'backend-team', 'VIEWER');`); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("%d teams, want 3", n)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM team.teams WHERE id = 'empty-team'`); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("after a deletion: %d teams, want 2", n)
+	}
+}

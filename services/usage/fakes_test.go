@@ -162,12 +162,15 @@ func (fakeTeam) LookupTeams(_ context.Context, r *teamv1.LookupTeamsRequest) (*t
 	return out, nil
 }
 
+// ListTeams refuses, as the real team service refuses every service caller:
+// it lists the teams of the person asking.
 func (fakeTeam) ListTeams(context.Context, *teamv1.ListTeamsRequest) (*teamv1.ListTeamsResponse, error) {
-	out := &teamv1.ListTeamsResponse{}
-	for id, n := range teamNamesForTest {
-		out.Teams = append(out.Teams, &teamv1.Team{Id: id, Name: n})
-	}
-	return out, nil
+	return nil, status.Error(codes.PermissionDenied, "Permission denied: services act only through internal methods")
+}
+
+// CountTeams counts the named teams: "gone-team" holds tokens but no longer exists.
+func (fakeTeam) CountTeams(context.Context, *teamv1.CountTeamsRequest) (*teamv1.CountTeamsResponse, error) {
+	return &teamv1.CountTeamsResponse{Total: int64(len(teamNamesForTest))}, nil
 }
 
 type fakeAudit struct {

@@ -594,8 +594,10 @@ func (s *Service) Overview(ctx context.Context) (*usagev1.GetDashboardOverviewRe
 			teamCount = int64(len(sc.teams))
 			return
 		}
-		resp, err := s.teamSvc.ListTeams(ctx, &teamv1.ListTeamsRequest{})
-		teamCount, teamCountErr = int64(len(resp.GetTeams())), err
+		// ListTeams is scoped to its caller, and this call's caller is the
+		// usage service: CountTeams is the unscoped internal count.
+		resp, err := s.teamSvc.CountTeams(ctx, &teamv1.CountTeamsRequest{})
+		teamCount, teamCountErr = resp.GetTotal(), err
 	}()
 	wg.Wait()
 	if usageErr != nil {
@@ -604,8 +606,8 @@ func (s *Service) Overview(ctx context.Context) (*usagev1.GetDashboardOverviewRe
 	out.Usage = overviewOf(&usageTot)
 	out.Overview.TotalTeams = teamCount
 	if teamCountErr != nil {
-		// The team service does not list all teams to services (yet): count
-		// the teams that hold tokens instead, a lower bound, and say so.
+		// The team service is down (or predates CountTeams): count the teams
+		// that hold tokens instead, a lower bound, and say so.
 		s.log.WarnContext(ctx, "team count unavailable; counting teams with tokens", "error", teamCountErr)
 		out.Unavailable = append(out.Unavailable, "team")
 		out.Overview.TotalTeams = int64(len(stats.GetTokensByTeam()))

@@ -2236,6 +2236,86 @@ func (x *LookupTeamsResponse) GetTeams() []*Team {
 	return nil
 }
 
+type CountTeamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountTeamsRequest) Reset() {
+	*x = CountTeamsRequest{}
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountTeamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountTeamsRequest) ProtoMessage() {}
+
+func (x *CountTeamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountTeamsRequest.ProtoReflect.Descriptor instead.
+func (*CountTeamsRequest) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{39}
+}
+
+type CountTeamsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Total         int64                  `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountTeamsResponse) Reset() {
+	*x = CountTeamsResponse{}
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountTeamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountTeamsResponse) ProtoMessage() {}
+
+func (x *CountTeamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountTeamsResponse.ProtoReflect.Descriptor instead.
+func (*CountTeamsResponse) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *CountTeamsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 type ImportClerkRolesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// dry_run reports what would be imported without writing.
@@ -2246,7 +2326,7 @@ type ImportClerkRolesRequest struct {
 
 func (x *ImportClerkRolesRequest) Reset() {
 	*x = ImportClerkRolesRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2338,7 @@ func (x *ImportClerkRolesRequest) String() string {
 func (*ImportClerkRolesRequest) ProtoMessage() {}
 
 func (x *ImportClerkRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2351,7 @@ func (x *ImportClerkRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportClerkRolesRequest.ProtoReflect.Descriptor instead.
 func (*ImportClerkRolesRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{39}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ImportClerkRolesRequest) GetDryRun() bool {
@@ -2293,7 +2373,7 @@ type ImportClerkRolesResponse struct {
 
 func (x *ImportClerkRolesResponse) Reset() {
 	*x = ImportClerkRolesResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2385,7 @@ func (x *ImportClerkRolesResponse) String() string {
 func (*ImportClerkRolesResponse) ProtoMessage() {}
 
 func (x *ImportClerkRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2398,7 @@ func (x *ImportClerkRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportClerkRolesResponse.ProtoReflect.Descriptor instead.
 func (*ImportClerkRolesResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{40}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ImportClerkRolesResponse) GetUsersSeen() int64 {
@@ -2514,7 +2594,10 @@ const file_tokenmanager_team_v1_team_proto_rawDesc = "" +
 	"\x12LookupTeamsRequest\x12\x19\n" +
 	"\bteam_ids\x18\x01 \x03(\tR\ateamIds\"G\n" +
 	"\x13LookupTeamsResponse\x120\n" +
-	"\x05teams\x18\x01 \x03(\v2\x1a.tokenmanager.team.v1.TeamR\x05teams\"2\n" +
+	"\x05teams\x18\x01 \x03(\v2\x1a.tokenmanager.team.v1.TeamR\x05teams\"\x13\n" +
+	"\x11CountTeamsRequest\"*\n" +
+	"\x12CountTeamsResponse\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\x03R\x05total\"2\n" +
 	"\x17ImportClerkRolesRequest\x12\x17\n" +
 	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xbc\x01\n" +
 	"\x18ImportClerkRolesResponse\x12\x1d\n" +
@@ -2526,7 +2609,7 @@ const file_tokenmanager_team_v1_team_proto_rawDesc = "" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PRINCIPAL_KIND_USER\x10\x01\x12\x1c\n" +
-	"\x18PRINCIPAL_KIND_ADMIN_KEY\x10\x022\xdf\x0f\n" +
+	"\x18PRINCIPAL_KIND_ADMIN_KEY\x10\x022\xc0\x10\n" +
 	"\vTeamService\x12\\\n" +
 	"\tListTeams\x12&.tokenmanager.team.v1.ListTeamsRequest\x1a'.tokenmanager.team.v1.ListTeamsResponse\x12_\n" +
 	"\n" +
@@ -2548,7 +2631,9 @@ const file_tokenmanager_team_v1_team_proto_rawDesc = "" +
 	"\rListAdminKeys\x12*.tokenmanager.team.v1.ListAdminKeysRequest\x1a+.tokenmanager.team.v1.ListAdminKeysResponse\x12k\n" +
 	"\x0eRevokeAdminKey\x12+.tokenmanager.team.v1.RevokeAdminKeyRequest\x1a,.tokenmanager.team.v1.RevokeAdminKeyResponse\x12e\n" +
 	"\fGetPrincipal\x12).tokenmanager.team.v1.GetPrincipalRequest\x1a*.tokenmanager.team.v1.GetPrincipalResponse\x12b\n" +
-	"\vLookupTeams\x12(.tokenmanager.team.v1.LookupTeamsRequest\x1a).tokenmanager.team.v1.LookupTeamsResponse\x12q\n" +
+	"\vLookupTeams\x12(.tokenmanager.team.v1.LookupTeamsRequest\x1a).tokenmanager.team.v1.LookupTeamsResponse\x12_\n" +
+	"\n" +
+	"CountTeams\x12'.tokenmanager.team.v1.CountTeamsRequest\x1a(.tokenmanager.team.v1.CountTeamsResponse\x12q\n" +
 	"\x10ImportClerkRoles\x12-.tokenmanager.team.v1.ImportClerkRolesRequest\x1a..tokenmanager.team.v1.ImportClerkRolesResponseBHZFgithub.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1;teamv1b\x06proto3"
 
 var (
@@ -2564,7 +2649,7 @@ func file_tokenmanager_team_v1_team_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenmanager_team_v1_team_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenmanager_team_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_tokenmanager_team_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_tokenmanager_team_v1_team_proto_goTypes = []any{
 	(PrincipalKind)(0),                 // 0: tokenmanager.team.v1.PrincipalKind
 	(*Team)(nil),                       // 1: tokenmanager.team.v1.Team
@@ -2606,47 +2691,49 @@ var file_tokenmanager_team_v1_team_proto_goTypes = []any{
 	(*GetPrincipalResponse)(nil),       // 37: tokenmanager.team.v1.GetPrincipalResponse
 	(*LookupTeamsRequest)(nil),         // 38: tokenmanager.team.v1.LookupTeamsRequest
 	(*LookupTeamsResponse)(nil),        // 39: tokenmanager.team.v1.LookupTeamsResponse
-	(*ImportClerkRolesRequest)(nil),    // 40: tokenmanager.team.v1.ImportClerkRolesRequest
-	(*ImportClerkRolesResponse)(nil),   // 41: tokenmanager.team.v1.ImportClerkRolesResponse
-	nil,                                // 42: tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
-	nil,                                // 43: tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
-	nil,                                // 44: tokenmanager.team.v1.AdminKey.TeamRolesEntry
-	nil,                                // 45: tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
-	nil,                                // 46: tokenmanager.team.v1.Principal.TeamRolesEntry
-	(*timestamppb.Timestamp)(nil),      // 47: google.protobuf.Timestamp
-	(*wrapperspb.StringValue)(nil),     // 48: google.protobuf.StringValue
-	(*TeamMember)(nil),                 // 49: tokenmanager.team.v1.TeamMember
-	(*User)(nil),                       // 50: tokenmanager.team.v1.User
-	(*Invitation)(nil),                 // 51: tokenmanager.team.v1.Invitation
+	(*CountTeamsRequest)(nil),          // 40: tokenmanager.team.v1.CountTeamsRequest
+	(*CountTeamsResponse)(nil),         // 41: tokenmanager.team.v1.CountTeamsResponse
+	(*ImportClerkRolesRequest)(nil),    // 42: tokenmanager.team.v1.ImportClerkRolesRequest
+	(*ImportClerkRolesResponse)(nil),   // 43: tokenmanager.team.v1.ImportClerkRolesResponse
+	nil,                                // 44: tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
+	nil,                                // 45: tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
+	nil,                                // 46: tokenmanager.team.v1.AdminKey.TeamRolesEntry
+	nil,                                // 47: tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
+	nil,                                // 48: tokenmanager.team.v1.Principal.TeamRolesEntry
+	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
+	(*wrapperspb.StringValue)(nil),     // 50: google.protobuf.StringValue
+	(*TeamMember)(nil),                 // 51: tokenmanager.team.v1.TeamMember
+	(*User)(nil),                       // 52: tokenmanager.team.v1.User
+	(*Invitation)(nil),                 // 53: tokenmanager.team.v1.Invitation
 }
 var file_tokenmanager_team_v1_team_proto_depIdxs = []int32{
-	47, // 0: tokenmanager.team.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	47, // 1: tokenmanager.team.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
+	49, // 0: tokenmanager.team.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	49, // 1: tokenmanager.team.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: tokenmanager.team.v1.ListTeamsResponse.teams:type_name -> tokenmanager.team.v1.Team
-	48, // 3: tokenmanager.team.v1.CreateTeamRequest.description:type_name -> google.protobuf.StringValue
-	48, // 4: tokenmanager.team.v1.CreateTeamRequest.color:type_name -> google.protobuf.StringValue
-	48, // 5: tokenmanager.team.v1.CreateTeamRequest.icon:type_name -> google.protobuf.StringValue
+	50, // 3: tokenmanager.team.v1.CreateTeamRequest.description:type_name -> google.protobuf.StringValue
+	50, // 4: tokenmanager.team.v1.CreateTeamRequest.color:type_name -> google.protobuf.StringValue
+	50, // 5: tokenmanager.team.v1.CreateTeamRequest.icon:type_name -> google.protobuf.StringValue
 	1,  // 6: tokenmanager.team.v1.CreateTeamResponse.team:type_name -> tokenmanager.team.v1.Team
 	1,  // 7: tokenmanager.team.v1.GetTeamResponse.team:type_name -> tokenmanager.team.v1.Team
-	48, // 8: tokenmanager.team.v1.UpdateTeamRequest.name:type_name -> google.protobuf.StringValue
-	48, // 9: tokenmanager.team.v1.UpdateTeamRequest.description:type_name -> google.protobuf.StringValue
-	48, // 10: tokenmanager.team.v1.UpdateTeamRequest.color:type_name -> google.protobuf.StringValue
-	48, // 11: tokenmanager.team.v1.UpdateTeamRequest.icon:type_name -> google.protobuf.StringValue
+	50, // 8: tokenmanager.team.v1.UpdateTeamRequest.name:type_name -> google.protobuf.StringValue
+	50, // 9: tokenmanager.team.v1.UpdateTeamRequest.description:type_name -> google.protobuf.StringValue
+	50, // 10: tokenmanager.team.v1.UpdateTeamRequest.color:type_name -> google.protobuf.StringValue
+	50, // 11: tokenmanager.team.v1.UpdateTeamRequest.icon:type_name -> google.protobuf.StringValue
 	1,  // 12: tokenmanager.team.v1.UpdateTeamResponse.team:type_name -> tokenmanager.team.v1.Team
-	49, // 13: tokenmanager.team.v1.ListTeamMembersResponse.members:type_name -> tokenmanager.team.v1.TeamMember
-	50, // 14: tokenmanager.team.v1.ListUsersResponse.users:type_name -> tokenmanager.team.v1.User
-	42, // 15: tokenmanager.team.v1.CreateInvitationRequest.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
-	43, // 16: tokenmanager.team.v1.CreateInvitationResponse.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
-	51, // 17: tokenmanager.team.v1.ListInvitationsResponse.invitations:type_name -> tokenmanager.team.v1.Invitation
-	44, // 18: tokenmanager.team.v1.AdminKey.team_roles:type_name -> tokenmanager.team.v1.AdminKey.TeamRolesEntry
-	47, // 19: tokenmanager.team.v1.AdminKey.created_at:type_name -> google.protobuf.Timestamp
-	47, // 20: tokenmanager.team.v1.AdminKey.last_used_at:type_name -> google.protobuf.Timestamp
-	47, // 21: tokenmanager.team.v1.AdminKey.revoked_at:type_name -> google.protobuf.Timestamp
-	45, // 22: tokenmanager.team.v1.CreateAdminKeyRequest.team_roles:type_name -> tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
+	51, // 13: tokenmanager.team.v1.ListTeamMembersResponse.members:type_name -> tokenmanager.team.v1.TeamMember
+	52, // 14: tokenmanager.team.v1.ListUsersResponse.users:type_name -> tokenmanager.team.v1.User
+	44, // 15: tokenmanager.team.v1.CreateInvitationRequest.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
+	45, // 16: tokenmanager.team.v1.CreateInvitationResponse.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
+	53, // 17: tokenmanager.team.v1.ListInvitationsResponse.invitations:type_name -> tokenmanager.team.v1.Invitation
+	46, // 18: tokenmanager.team.v1.AdminKey.team_roles:type_name -> tokenmanager.team.v1.AdminKey.TeamRolesEntry
+	49, // 19: tokenmanager.team.v1.AdminKey.created_at:type_name -> google.protobuf.Timestamp
+	49, // 20: tokenmanager.team.v1.AdminKey.last_used_at:type_name -> google.protobuf.Timestamp
+	49, // 21: tokenmanager.team.v1.AdminKey.revoked_at:type_name -> google.protobuf.Timestamp
+	47, // 22: tokenmanager.team.v1.CreateAdminKeyRequest.team_roles:type_name -> tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
 	28, // 23: tokenmanager.team.v1.CreateAdminKeyResponse.admin_key:type_name -> tokenmanager.team.v1.AdminKey
 	28, // 24: tokenmanager.team.v1.ListAdminKeysResponse.admin_keys:type_name -> tokenmanager.team.v1.AdminKey
 	0,  // 25: tokenmanager.team.v1.Principal.kind:type_name -> tokenmanager.team.v1.PrincipalKind
-	46, // 26: tokenmanager.team.v1.Principal.team_roles:type_name -> tokenmanager.team.v1.Principal.TeamRolesEntry
+	48, // 26: tokenmanager.team.v1.Principal.team_roles:type_name -> tokenmanager.team.v1.Principal.TeamRolesEntry
 	35, // 27: tokenmanager.team.v1.GetPrincipalResponse.principal:type_name -> tokenmanager.team.v1.Principal
 	1,  // 28: tokenmanager.team.v1.LookupTeamsResponse.teams:type_name -> tokenmanager.team.v1.Team
 	2,  // 29: tokenmanager.team.v1.TeamService.ListTeams:input_type -> tokenmanager.team.v1.ListTeamsRequest
@@ -2667,28 +2754,30 @@ var file_tokenmanager_team_v1_team_proto_depIdxs = []int32{
 	33, // 44: tokenmanager.team.v1.TeamService.RevokeAdminKey:input_type -> tokenmanager.team.v1.RevokeAdminKeyRequest
 	36, // 45: tokenmanager.team.v1.TeamService.GetPrincipal:input_type -> tokenmanager.team.v1.GetPrincipalRequest
 	38, // 46: tokenmanager.team.v1.TeamService.LookupTeams:input_type -> tokenmanager.team.v1.LookupTeamsRequest
-	40, // 47: tokenmanager.team.v1.TeamService.ImportClerkRoles:input_type -> tokenmanager.team.v1.ImportClerkRolesRequest
-	3,  // 48: tokenmanager.team.v1.TeamService.ListTeams:output_type -> tokenmanager.team.v1.ListTeamsResponse
-	5,  // 49: tokenmanager.team.v1.TeamService.CreateTeam:output_type -> tokenmanager.team.v1.CreateTeamResponse
-	7,  // 50: tokenmanager.team.v1.TeamService.GetTeam:output_type -> tokenmanager.team.v1.GetTeamResponse
-	9,  // 51: tokenmanager.team.v1.TeamService.UpdateTeam:output_type -> tokenmanager.team.v1.UpdateTeamResponse
-	11, // 52: tokenmanager.team.v1.TeamService.DeleteTeam:output_type -> tokenmanager.team.v1.DeleteTeamResponse
-	13, // 53: tokenmanager.team.v1.TeamService.ListTeamMembers:output_type -> tokenmanager.team.v1.ListTeamMembersResponse
-	15, // 54: tokenmanager.team.v1.TeamService.ListUsers:output_type -> tokenmanager.team.v1.ListUsersResponse
-	17, // 55: tokenmanager.team.v1.TeamService.SetUserTeamRole:output_type -> tokenmanager.team.v1.SetUserTeamRoleResponse
-	19, // 56: tokenmanager.team.v1.TeamService.AddUserToTeam:output_type -> tokenmanager.team.v1.AddUserToTeamResponse
-	21, // 57: tokenmanager.team.v1.TeamService.RemoveUserFromTeam:output_type -> tokenmanager.team.v1.RemoveUserFromTeamResponse
-	23, // 58: tokenmanager.team.v1.TeamService.CreateInvitation:output_type -> tokenmanager.team.v1.CreateInvitationResponse
-	25, // 59: tokenmanager.team.v1.TeamService.ListInvitations:output_type -> tokenmanager.team.v1.ListInvitationsResponse
-	27, // 60: tokenmanager.team.v1.TeamService.RevokeInvitation:output_type -> tokenmanager.team.v1.RevokeInvitationResponse
-	30, // 61: tokenmanager.team.v1.TeamService.CreateAdminKey:output_type -> tokenmanager.team.v1.CreateAdminKeyResponse
-	32, // 62: tokenmanager.team.v1.TeamService.ListAdminKeys:output_type -> tokenmanager.team.v1.ListAdminKeysResponse
-	34, // 63: tokenmanager.team.v1.TeamService.RevokeAdminKey:output_type -> tokenmanager.team.v1.RevokeAdminKeyResponse
-	37, // 64: tokenmanager.team.v1.TeamService.GetPrincipal:output_type -> tokenmanager.team.v1.GetPrincipalResponse
-	39, // 65: tokenmanager.team.v1.TeamService.LookupTeams:output_type -> tokenmanager.team.v1.LookupTeamsResponse
-	41, // 66: tokenmanager.team.v1.TeamService.ImportClerkRoles:output_type -> tokenmanager.team.v1.ImportClerkRolesResponse
-	48, // [48:67] is the sub-list for method output_type
-	29, // [29:48] is the sub-list for method input_type
+	40, // 47: tokenmanager.team.v1.TeamService.CountTeams:input_type -> tokenmanager.team.v1.CountTeamsRequest
+	42, // 48: tokenmanager.team.v1.TeamService.ImportClerkRoles:input_type -> tokenmanager.team.v1.ImportClerkRolesRequest
+	3,  // 49: tokenmanager.team.v1.TeamService.ListTeams:output_type -> tokenmanager.team.v1.ListTeamsResponse
+	5,  // 50: tokenmanager.team.v1.TeamService.CreateTeam:output_type -> tokenmanager.team.v1.CreateTeamResponse
+	7,  // 51: tokenmanager.team.v1.TeamService.GetTeam:output_type -> tokenmanager.team.v1.GetTeamResponse
+	9,  // 52: tokenmanager.team.v1.TeamService.UpdateTeam:output_type -> tokenmanager.team.v1.UpdateTeamResponse
+	11, // 53: tokenmanager.team.v1.TeamService.DeleteTeam:output_type -> tokenmanager.team.v1.DeleteTeamResponse
+	13, // 54: tokenmanager.team.v1.TeamService.ListTeamMembers:output_type -> tokenmanager.team.v1.ListTeamMembersResponse
+	15, // 55: tokenmanager.team.v1.TeamService.ListUsers:output_type -> tokenmanager.team.v1.ListUsersResponse
+	17, // 56: tokenmanager.team.v1.TeamService.SetUserTeamRole:output_type -> tokenmanager.team.v1.SetUserTeamRoleResponse
+	19, // 57: tokenmanager.team.v1.TeamService.AddUserToTeam:output_type -> tokenmanager.team.v1.AddUserToTeamResponse
+	21, // 58: tokenmanager.team.v1.TeamService.RemoveUserFromTeam:output_type -> tokenmanager.team.v1.RemoveUserFromTeamResponse
+	23, // 59: tokenmanager.team.v1.TeamService.CreateInvitation:output_type -> tokenmanager.team.v1.CreateInvitationResponse
+	25, // 60: tokenmanager.team.v1.TeamService.ListInvitations:output_type -> tokenmanager.team.v1.ListInvitationsResponse
+	27, // 61: tokenmanager.team.v1.TeamService.RevokeInvitation:output_type -> tokenmanager.team.v1.RevokeInvitationResponse
+	30, // 62: tokenmanager.team.v1.TeamService.CreateAdminKey:output_type -> tokenmanager.team.v1.CreateAdminKeyResponse
+	32, // 63: tokenmanager.team.v1.TeamService.ListAdminKeys:output_type -> tokenmanager.team.v1.ListAdminKeysResponse
+	34, // 64: tokenmanager.team.v1.TeamService.RevokeAdminKey:output_type -> tokenmanager.team.v1.RevokeAdminKeyResponse
+	37, // 65: tokenmanager.team.v1.TeamService.GetPrincipal:output_type -> tokenmanager.team.v1.GetPrincipalResponse
+	39, // 66: tokenmanager.team.v1.TeamService.LookupTeams:output_type -> tokenmanager.team.v1.LookupTeamsResponse
+	41, // 67: tokenmanager.team.v1.TeamService.CountTeams:output_type -> tokenmanager.team.v1.CountTeamsResponse
+	43, // 68: tokenmanager.team.v1.TeamService.ImportClerkRoles:output_type -> tokenmanager.team.v1.ImportClerkRolesResponse
+	49, // [49:69] is the sub-list for method output_type
+	29, // [29:49] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
 	29, // [29:29] is the sub-list for extension extendee
 	0,  // [0:29] is the sub-list for field type_name
@@ -2710,7 +2799,7 @@ func file_tokenmanager_team_v1_team_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenmanager_team_v1_team_proto_rawDesc), len(file_tokenmanager_team_v1_team_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	TeamService_RevokeAdminKey_FullMethodName     = "/tokenmanager.team.v1.TeamService/RevokeAdminKey"
 	TeamService_GetPrincipal_FullMethodName       = "/tokenmanager.team.v1.TeamService/GetPrincipal"
 	TeamService_LookupTeams_FullMethodName        = "/tokenmanager.team.v1.TeamService/LookupTeams"
+	TeamService_CountTeams_FullMethodName         = "/tokenmanager.team.v1.TeamService/CountTeams"
 	TeamService_ImportClerkRoles_FullMethodName   = "/tokenmanager.team.v1.TeamService/ImportClerkRoles"
 )
 
@@ -87,6 +88,10 @@ type TeamServiceClient interface {
 	GetPrincipal(ctx context.Context, in *GetPrincipalRequest, opts ...grpc.CallOption) (*GetPrincipalResponse, error)
 	// LookupTeams returns teams by id without caller scoping (internal: names for dashboards).
 	LookupTeams(ctx context.Context, in *LookupTeamsRequest, opts ...grpc.CallOption) (*LookupTeamsResponse, error)
+	// CountTeams returns how many teams exist, without caller scoping (internal:
+	// the dashboard's team total for a global admin, whose service cannot call
+	// ListTeams).
+	CountTeams(ctx context.Context, in *CountTeamsRequest, opts ...grpc.CallOption) (*CountTeamsResponse, error)
 	// ImportClerkRoles copies roles from Clerk publicMetadata into the database, once.
 	ImportClerkRoles(ctx context.Context, in *ImportClerkRolesRequest, opts ...grpc.CallOption) (*ImportClerkRolesResponse, error)
 }
@@ -279,6 +284,16 @@ func (c *teamServiceClient) LookupTeams(ctx context.Context, in *LookupTeamsRequ
 	return out, nil
 }
 
+func (c *teamServiceClient) CountTeams(ctx context.Context, in *CountTeamsRequest, opts ...grpc.CallOption) (*CountTeamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountTeamsResponse)
+	err := c.cc.Invoke(ctx, TeamService_CountTeams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *teamServiceClient) ImportClerkRoles(ctx context.Context, in *ImportClerkRolesRequest, opts ...grpc.CallOption) (*ImportClerkRolesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ImportClerkRolesResponse)
@@ -332,6 +347,10 @@ type TeamServiceServer interface {
 	GetPrincipal(context.Context, *GetPrincipalRequest) (*GetPrincipalResponse, error)
 	// LookupTeams returns teams by id without caller scoping (internal: names for dashboards).
 	LookupTeams(context.Context, *LookupTeamsRequest) (*LookupTeamsResponse, error)
+	// CountTeams returns how many teams exist, without caller scoping (internal:
+	// the dashboard's team total for a global admin, whose service cannot call
+	// ListTeams).
+	CountTeams(context.Context, *CountTeamsRequest) (*CountTeamsResponse, error)
 	// ImportClerkRoles copies roles from Clerk publicMetadata into the database, once.
 	ImportClerkRoles(context.Context, *ImportClerkRolesRequest) (*ImportClerkRolesResponse, error)
 	mustEmbedUnimplementedTeamServiceServer()
@@ -397,6 +416,9 @@ func (UnimplementedTeamServiceServer) GetPrincipal(context.Context, *GetPrincipa
 }
 func (UnimplementedTeamServiceServer) LookupTeams(context.Context, *LookupTeamsRequest) (*LookupTeamsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupTeams not implemented")
+}
+func (UnimplementedTeamServiceServer) CountTeams(context.Context, *CountTeamsRequest) (*CountTeamsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountTeams not implemented")
 }
 func (UnimplementedTeamServiceServer) ImportClerkRoles(context.Context, *ImportClerkRolesRequest) (*ImportClerkRolesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImportClerkRoles not implemented")
@@ -746,6 +768,24 @@ func _TeamService_LookupTeams_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TeamService_CountTeams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountTeamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TeamServiceServer).CountTeams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TeamService_CountTeams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TeamServiceServer).CountTeams(ctx, req.(*CountTeamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TeamService_ImportClerkRoles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ImportClerkRolesRequest)
 	if err := dec(in); err != nil {
@@ -842,6 +882,10 @@ var TeamService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LookupTeams",
 			Handler:    _TeamService_LookupTeams_Handler,
+		},
+		{
+			MethodName: "CountTeams",
+			Handler:    _TeamService_CountTeams_Handler,
 		},
 		{
 			MethodName: "ImportClerkRoles",
