@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -26,6 +27,9 @@ type Config struct {
 	AuditAddr      string   // TM_AUDIT_ADDR
 	UsageAddr      string   // TM_USAGE_ADDR
 	HealthAddr     string   // TM_HEALTH_ADDR
+	// TrustedProxies (TM_TRUSTED_PROXIES) are the load balancers and
+	// proxies in front of the gateway whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
 }
 
 // DefaultAllowedOrigins are v2.7's defaults for ALLOWED_FRONTEND_ORIGINS.
@@ -97,6 +101,25 @@ func Load(lookup func(string) (string, bool)) (Config, []string, error) {
 			l.errs = append(l.errs, fmt.Errorf("TM_MAX_BODY_BYTES: %q must be an integer between 1024 and %d", v, 64<<20))
 		} else {
 			c.MaxBodyBytes = n
+		}
+	}
+
+	if v := l.get("TM_TRUSTED_PROXIES", ""); v != "" {
+		for _, item := range strings.Split(v, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(item)
+			if err != nil {
+				a, aerr := netip.ParseAddr(item)
+				if aerr != nil {
+					l.errs = append(l.errs, fmt.Errorf("TM_TRUSTED_PROXIES: %q is not an IP address or CIDR like 10.0.0.0/8", item))
+					continue
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p.Masked())
 		}
 	}
 

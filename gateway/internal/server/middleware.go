@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -115,9 +117,10 @@ func routeLabel(r *http.Request, patterns []pattern) string {
 // middleware wraps the whole HTTP surface. The order matters and is written
 // down once: recovery (outermost, so nothing escapes as a bare 500) → request
 // id → CORS (before anything can fail, so browsers can read every error) →
-// logging and metrics → body size limit → the routes.
+// logging and metrics → body size limit → client address → the routes.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	h := next
+	h = s.clientAddress(h)
 	h = s.limitBody(h)
 	h = s.observe(h)
 	h = s.cors(h)
@@ -223,4 +226,65 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// clientAddress decides the client's address once, where the request enters
+// the system, and makes X-Forwarded-For say exactly that: grpc-gateway (and
+// the hand-written handlers) append the peer to it on the way to the
+// services, which record the first entry in the audit trail. A client's own
+// X-Forwarded-For is believed only as far as TM_TRUSTED_PROXIES vouch for it,
+// so nobody can choose the IP address their changes are recorded with.
+func (s *Server) clientAddress(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ip := clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), s.cfg.TrustedProxies); ip != "" {
+			r.Header.Set("X-Forwarded-For", ip)
+		} else {
+			r.Header.Del("X-Forwarded-For")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientIP is the peer's address, unless the peer is a trusted proxy: then
+// X-Forwarded-For is read from the right (each proxy appends the address it
+// saw), skipping trusted proxies, and the first address no trusted proxy
+// stands for is the client. An entry that is not an address ends the walk at
+// the last trusted hop, which is then the best address known.
+func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return ""
+	}
+	peer = peer.Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(peer) {
+		return peer.String()
+	}
+	var hops []string
+	for _, v := range xff {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		a = a.Unmap()
+		if !isTrusted(a) {
+			return a.String()
+		}
+		peer = a
+	}
+	return peer.String()
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -312,5 +313,52 @@ func TestInternalRPCsAreNotServed(t *testing.T) {
 		if rec := h.do(t, "POST", p, "{}", nil); rec.Code != 404 {
 			t.Errorf("POST %s: %d, want 404", p, rec.Code)
 		}
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	for _, c := range []struct {
+		name, remote string
+		xff          []string
+		trusted      []netip.Prefix
+		want         string
+	}{
+		{"no proxies: the peer, whatever the client claims", "203.0.113.7:5000", []string{"1.2.3.4"}, nil, "203.0.113.7"},
+		{"untrusted peer: the peer", "203.0.113.7:5000", []string{"1.2.3.4"}, trusted, "203.0.113.7"},
+		{"trusted proxy: the address it saw", "10.0.0.5:443", []string{"198.51.100.9"}, trusted, "198.51.100.9"},
+		{"a client's forged entry is left of the real one", "10.0.0.5:443", []string{"6.6.6.6, 198.51.100.9"}, trusted, "198.51.100.9"},
+		{"chained trusted proxies are skipped", "10.0.0.5:443", []string{"198.51.100.9", "10.1.1.1, 10.2.2.2"}, trusted, "198.51.100.9"},
+		{"garbage stops at the last trusted hop", "10.0.0.5:443", []string{"not-an-ip, 10.1.1.1"}, trusted, "10.1.1.1"},
+		{"trusted proxy without X-Forwarded-For", "10.0.0.5:443", nil, trusted, "10.0.0.5"},
+		{"IPv6 loopback proxy", "[::1]:443", []string{"2001:db8::7"}, trusted, "2001:db8::7"},
+		{"IPv4-mapped peer", "[::ffff:203.0.113.7]:1", nil, trusted, "203.0.113.7"},
+		{"peer is not an IP", "@unix", []string{"1.2.3.4"}, trusted, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := clientIP(c.remote, c.xff, c.trusted); got != c.want {
+				t.Errorf("clientIP(%q, %q) = %q, want %q", c.remote, c.xff, got, c.want)
+			}
+		})
+	}
+}
+
+// TestClientCannotChooseItsAuditIP: the services record the first
+// X-Forwarded-For entry; a client's forged header must not become it.
+func TestClientCannotChooseItsAuditIP(t *testing.T) {
+	h := newHarness(t)
+	req := httptest.NewRequest("GET", "/api/tokens", nil)
+	req.RemoteAddr = "203.0.113.7:40000"
+	req.Header.Set("Authorization", "Bearer x")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	rec := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d", rec.Code)
+	}
+	md := <-h.tokens.md
+	got := md.Get("x-forwarded-for")
+	if len(got) == 0 || strings.Contains(strings.Join(got, ","), "6.6.6.6") || !strings.HasPrefix(got[0], "203.0.113.7") {
+		t.Fatalf("x-forwarded-for = %q, want the peer first and no forged entry", got)
 	}
 }

@@ -154,8 +154,9 @@ func Actor(ctx context.Context) *auditv1.Actor {
 }
 
 // ClientIP is the first address of X-Forwarded-For, as the gateway passes
-// it (the client's address as the gateway saw it, or as a trusted proxy
-// in front of it reported it).
+// it: the client address it resolved (the peer's, or what the proxies of
+// TM_TRUSTED_PROXIES reported), never a client's own claim. A direct gRPC
+// caller (an internal tool) sends what it likes; it is authenticated.
 func ClientIP(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
 	for _, v := range md.Get("x-forwarded-for") {

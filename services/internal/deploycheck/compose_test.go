@@ -73,6 +73,7 @@ var optionalEnv = map[string]string{
 	"CF_KV_NAMESPACE_ID":             "fedcba9876543210fedcba9876543210",
 	"CF_API_BASE_URL":                "https://api.cloudflare.com/client/v4",
 	"TM_MAX_BODY_BYTES":              "2097152",
+	"TM_TRUSTED_PROXIES":             "10.0.0.0/8,192.0.2.1",
 	"TOKEN_ENCRYPTION_KEYS":          "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
 	"TM_KV_RATE_LIMIT":               "8",
 	"TM_KV_RETRY_MAX_BACKOFF":        "1m",
