@@ -166,10 +166,10 @@ const (
 	// maxPendingAge: a KV change waiting longer than this (revocations
 	// included) means the sync is stuck or far behind.
 	maxPendingAge = 60 * time.Second
-	// reconcileInterval is the token service's reconcile period as health
-	// assumes it (GetSyncStatus does not report it): the reconcile is late
-	// after twice that.
-	reconcileInterval = 15 * time.Minute
+	// defaultReconcileInterval stands in for the token service's reconcile
+	// period when GetSyncStatus does not report it (an older token
+	// service): the reconcile is late after twice the period.
+	defaultReconcileInterval = 15 * time.Minute
 	maxLastErrorLen   = 200
 )
 
@@ -250,7 +250,11 @@ func syncProblems(st *tokenv1.GetSyncStatusResponse, now time.Time) []string {
 	}
 	// Never reconciled yet is not late: the reconciler runs at start-up, and
 	// a failing one shows through the failures below.
-	if at := st.GetLastReconcileAt(); at != nil && now.Sub(at.AsTime()) > 2*reconcileInterval {
+	every := defaultReconcileInterval
+	if d := st.GetReconcileInterval(); d != nil && d.AsDuration() > 0 {
+		every = d.AsDuration()
+	}
+	if at := st.GetLastReconcileAt(); at != nil && now.Sub(at.AsTime()) > 2*every {
 		out = append(out, fmt.Sprintf("last reconcile %s ago", now.Sub(at.AsTime()).Truncate(time.Second)))
 	}
 	if st.GetDeliveryFailures() > 0 && st.GetLastError() != "" {

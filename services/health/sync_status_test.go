@@ -76,12 +76,18 @@ func TestCloudflareCheckWithSyncStatus(t *testing.T) {
 		{"oldest pending change older than 60 s", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
 			r.OutboxDepth, r.OldestPendingAge = 4, durationpb.New(61*time.Second)
 		}, StatusWarning, "oldest for 61s"},
-		{"reconcile within twice its interval", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
+		{"reconcile within twice the default interval (not reported)", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
 			r.LastReconcileAt = timestamppb.New(now.Add(-29 * time.Minute))
 		}, StatusHealthy, ""},
-		{"reconcile older than twice its interval", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
+		{"reconcile older than twice the default interval (not reported)", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
 			r.LastReconcileAt = timestamppb.New(now.Add(-31 * time.Minute))
 		}, StatusWarning, "last reconcile 31m0s ago"},
+		{"reconcile within twice the reported interval", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
+			r.ReconcileInterval, r.LastReconcileAt = durationpb.New(5*time.Minute), timestamppb.New(now.Add(-9*time.Minute))
+		}, StatusHealthy, ""},
+		{"reconcile older than twice the reported interval", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
+			r.ReconcileInterval, r.LastReconcileAt = durationpb.New(5*time.Minute), timestamppb.New(now.Add(-11*time.Minute))
+		}, StatusWarning, "last reconcile 11m0s ago"},
 		{"never reconciled yet", apiOK, func(r *tokenv1.GetSyncStatusResponse) { r.LastReconcileAt = nil }, StatusHealthy, ""},
 		{"deliveries failing", apiOK, func(r *tokenv1.GetSyncStatusResponse) {
 			r.DeliveryFailures, r.LastError = 7, "bulk delete: cloudflare: rate limited"

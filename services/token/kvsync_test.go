@@ -186,3 +186,23 @@ func TestReconcilerRepairsDrift(t *testing.T) {
 	st, _ := rig.syncer.Status(ctx)
 	require.False(t, st.LastReconcileAt.IsZero())
 }
+
+// TestStatusReportsTheReconcileInterval: the health service judges a late
+// reconcile by the period the token service really runs with.
+func TestStatusReportsTheReconcileInterval(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rig := newKVRig(t, newService(t))
+	st, err := rig.syncer.Status(ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.ReconcileInterval, "no reconciler running yet")
+	done := make(chan struct{})
+	go func() { rig.syncer.RunReconciler(ctx, 7*time.Minute); close(done) }()
+	require.Eventually(t, func() bool {
+		st, err := rig.syncer.Status(ctx)
+		return err == nil && st.ReconcileInterval == 7*time.Minute && !st.LastReconcileAt.IsZero()
+	}, 10*time.Second, 20*time.Millisecond)
+	cancel()
+	<-done
+}

@@ -389,5 +389,8 @@ func (s *Server) GetSyncStatus(ctx context.Context, _ *tokenv1.GetSyncStatusRequ
 	if !st.LastReconcileAt.IsZero() {
 		out.LastReconcileAt = timestamppb.New(st.LastReconcileAt)
 	}
+	if st.ReconcileInterval > 0 {
+		out.ReconcileInterval = durationpb.New(st.ReconcileInterval)
+	}
 	return out, nil
 }

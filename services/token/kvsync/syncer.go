@@ -45,6 +45,7 @@ type Syncer struct {
 	failures       int64
 	lastErr        string
 	lastReconcile  time.Time
+	reconcileEvery time.Duration
 	lastDrift      int64
 	metricsOnce    sync.Once
 	writes, dels   prometheus.Counter
@@ -264,6 +265,9 @@ func (s *Syncer) Reconcile(ctx context.Context) (int, error) {
 
 // RunReconciler reconciles now and every interval until ctx ends.
 func (s *Syncer) RunReconciler(ctx context.Context, interval time.Duration) {
+	s.mu.Lock()
+	s.reconcileEvery = interval
+	s.mu.Unlock()
 	for {
 		if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			s.log().WarnContext(ctx, "kvsync: reconcile failed", "err", err)
@@ -284,6 +288,8 @@ type Status struct {
 	LastError       string // of the last failed round; "" once a delivery succeeded after it
 	LastReconcileAt time.Time
 	LastDrift       int64
+	// ReconcileInterval is the reconciler's period; 0 until it started.
+	ReconcileInterval time.Duration
 }
 
 // Status reports the outbox depth and age of the KV topic and the counters.
@@ -299,6 +305,7 @@ func (s *Syncer) Status(ctx context.Context) (Status, error) {
 	st.OldestPending = time.Duration(age * float64(time.Second))
 	s.mu.Lock()
 	st.Failures, st.LastError, st.LastReconcileAt, st.LastDrift = s.failures, s.lastErr, s.lastReconcile, s.lastDrift
+	st.ReconcileInterval = s.reconcileEvery
 	s.mu.Unlock()
 	return st, nil
 }

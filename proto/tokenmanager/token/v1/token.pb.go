@@ -2364,8 +2364,11 @@ type GetSyncStatusResponse struct {
 	LastReconcileAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_reconcile_at,json=lastReconcileAt,proto3" json:"last_reconcile_at,omitempty"`
 	LastReconcileDrift int64                  `protobuf:"varint,6,opt,name=last_reconcile_drift,json=lastReconcileDrift,proto3" json:"last_reconcile_drift,omitempty"`
 	LastError          string                 `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// reconcile_interval is how often the reconciler runs (unset before it
+	// started): the health service calls a reconcile late after twice that.
+	ReconcileInterval *durationpb.Duration `protobuf:"bytes,8,opt,name=reconcile_interval,json=reconcileInterval,proto3" json:"reconcile_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GetSyncStatusResponse) Reset() {
@@ -2445,6 +2448,13 @@ func (x *GetSyncStatusResponse) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *GetSyncStatusResponse) GetReconcileInterval() *durationpb.Duration {
+	if x != nil {
+		return x.ReconcileInterval
+	}
+	return nil
 }
 
 var File_tokenmanager_token_v1_token_proto protoreflect.FileDescriptor
@@ -2620,7 +2630,7 @@ const file_tokenmanager_token_v1_token_proto_rawDesc = "" +
 	"\vtoken_trend\x18\x04 \x03(\v2\x1f.tokenmanager.token.v1.DayCountR\n" +
 	"tokenTrend\x12I\n" +
 	"\rexpiring_soon\x18\x05 \x03(\v2$.tokenmanager.token.v1.ExpiringTokenR\fexpiringSoon\"\x16\n" +
-	"\x14GetSyncStatusRequest\"\xee\x02\n" +
+	"\x14GetSyncStatusRequest\"\xb8\x03\n" +
 	"\x15GetSyncStatusResponse\x12#\n" +
 	"\rkv_configured\x18\x01 \x01(\bR\fkvConfigured\x12!\n" +
 	"\foutbox_depth\x18\x02 \x01(\x03R\voutboxDepth\x12G\n" +
@@ -2629,7 +2639,8 @@ const file_tokenmanager_token_v1_token_proto_rawDesc = "" +
 	"\x11last_reconcile_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastReconcileAt\x120\n" +
 	"\x14last_reconcile_drift\x18\x06 \x01(\x03R\x12lastReconcileDrift\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\a \x01(\tR\tlastError*x\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12H\n" +
+	"\x12reconcile_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11reconcileInterval*x\n" +
 	"\vTokenStatus\x12\x1c\n" +
 	"\x18TOKEN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TOKEN_STATUS_ACTIVE\x10\x01\x12\x18\n" +
@@ -2769,43 +2780,44 @@ var file_tokenmanager_token_v1_token_proto_depIdxs = []int32{
 	36, // 46: tokenmanager.token.v1.GetTokenStatsResponse.expiring_soon:type_name -> tokenmanager.token.v1.ExpiringToken
 	47, // 47: tokenmanager.token.v1.GetSyncStatusResponse.oldest_pending_age:type_name -> google.protobuf.Duration
 	43, // 48: tokenmanager.token.v1.GetSyncStatusResponse.last_reconcile_at:type_name -> google.protobuf.Timestamp
-	2,  // 49: tokenmanager.token.v1.TokenService.CreateToken:input_type -> tokenmanager.token.v1.CreateTokenRequest
-	4,  // 50: tokenmanager.token.v1.TokenService.ListTokens:input_type -> tokenmanager.token.v1.ListTokensRequest
-	6,  // 51: tokenmanager.token.v1.TokenService.UpdateToken:input_type -> tokenmanager.token.v1.UpdateTokenRequest
-	8,  // 52: tokenmanager.token.v1.TokenService.DeleteToken:input_type -> tokenmanager.token.v1.DeleteTokenRequest
-	10, // 53: tokenmanager.token.v1.TokenService.RevealToken:input_type -> tokenmanager.token.v1.RevealTokenRequest
-	12, // 54: tokenmanager.token.v1.TokenService.RotateToken:input_type -> tokenmanager.token.v1.RotateTokenRequest
-	15, // 55: tokenmanager.token.v1.TokenService.CreateRoute:input_type -> tokenmanager.token.v1.CreateRouteRequest
-	17, // 56: tokenmanager.token.v1.TokenService.ListRoutes:input_type -> tokenmanager.token.v1.ListRoutesRequest
-	19, // 57: tokenmanager.token.v1.TokenService.UpdateRoute:input_type -> tokenmanager.token.v1.UpdateRouteRequest
-	21, // 58: tokenmanager.token.v1.TokenService.DeleteRoute:input_type -> tokenmanager.token.v1.DeleteRouteRequest
-	23, // 59: tokenmanager.token.v1.TokenService.ListRouteTags:input_type -> tokenmanager.token.v1.ListRouteTagsRequest
-	25, // 60: tokenmanager.token.v1.TokenService.ResolveToken:input_type -> tokenmanager.token.v1.ResolveTokenRequest
-	28, // 61: tokenmanager.token.v1.TokenService.RecordTokenUse:input_type -> tokenmanager.token.v1.RecordTokenUseRequest
-	30, // 62: tokenmanager.token.v1.TokenService.LookupTokens:input_type -> tokenmanager.token.v1.LookupTokensRequest
-	33, // 63: tokenmanager.token.v1.TokenService.GetTokenStats:input_type -> tokenmanager.token.v1.GetTokenStatsRequest
-	38, // 64: tokenmanager.token.v1.TokenService.GetSyncStatus:input_type -> tokenmanager.token.v1.GetSyncStatusRequest
-	3,  // 65: tokenmanager.token.v1.TokenService.CreateToken:output_type -> tokenmanager.token.v1.CreateTokenResponse
-	5,  // 66: tokenmanager.token.v1.TokenService.ListTokens:output_type -> tokenmanager.token.v1.ListTokensResponse
-	7,  // 67: tokenmanager.token.v1.TokenService.UpdateToken:output_type -> tokenmanager.token.v1.UpdateTokenResponse
-	9,  // 68: tokenmanager.token.v1.TokenService.DeleteToken:output_type -> tokenmanager.token.v1.DeleteTokenResponse
-	11, // 69: tokenmanager.token.v1.TokenService.RevealToken:output_type -> tokenmanager.token.v1.RevealTokenResponse
-	13, // 70: tokenmanager.token.v1.TokenService.RotateToken:output_type -> tokenmanager.token.v1.RotateTokenResponse
-	16, // 71: tokenmanager.token.v1.TokenService.CreateRoute:output_type -> tokenmanager.token.v1.CreateRouteResponse
-	18, // 72: tokenmanager.token.v1.TokenService.ListRoutes:output_type -> tokenmanager.token.v1.ListRoutesResponse
-	20, // 73: tokenmanager.token.v1.TokenService.UpdateRoute:output_type -> tokenmanager.token.v1.UpdateRouteResponse
-	22, // 74: tokenmanager.token.v1.TokenService.DeleteRoute:output_type -> tokenmanager.token.v1.DeleteRouteResponse
-	24, // 75: tokenmanager.token.v1.TokenService.ListRouteTags:output_type -> tokenmanager.token.v1.ListRouteTagsResponse
-	26, // 76: tokenmanager.token.v1.TokenService.ResolveToken:output_type -> tokenmanager.token.v1.ResolveTokenResponse
-	29, // 77: tokenmanager.token.v1.TokenService.RecordTokenUse:output_type -> tokenmanager.token.v1.RecordTokenUseResponse
-	32, // 78: tokenmanager.token.v1.TokenService.LookupTokens:output_type -> tokenmanager.token.v1.LookupTokensResponse
-	37, // 79: tokenmanager.token.v1.TokenService.GetTokenStats:output_type -> tokenmanager.token.v1.GetTokenStatsResponse
-	39, // 80: tokenmanager.token.v1.TokenService.GetSyncStatus:output_type -> tokenmanager.token.v1.GetSyncStatusResponse
-	65, // [65:81] is the sub-list for method output_type
-	49, // [49:65] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	47, // 49: tokenmanager.token.v1.GetSyncStatusResponse.reconcile_interval:type_name -> google.protobuf.Duration
+	2,  // 50: tokenmanager.token.v1.TokenService.CreateToken:input_type -> tokenmanager.token.v1.CreateTokenRequest
+	4,  // 51: tokenmanager.token.v1.TokenService.ListTokens:input_type -> tokenmanager.token.v1.ListTokensRequest
+	6,  // 52: tokenmanager.token.v1.TokenService.UpdateToken:input_type -> tokenmanager.token.v1.UpdateTokenRequest
+	8,  // 53: tokenmanager.token.v1.TokenService.DeleteToken:input_type -> tokenmanager.token.v1.DeleteTokenRequest
+	10, // 54: tokenmanager.token.v1.TokenService.RevealToken:input_type -> tokenmanager.token.v1.RevealTokenRequest
+	12, // 55: tokenmanager.token.v1.TokenService.RotateToken:input_type -> tokenmanager.token.v1.RotateTokenRequest
+	15, // 56: tokenmanager.token.v1.TokenService.CreateRoute:input_type -> tokenmanager.token.v1.CreateRouteRequest
+	17, // 57: tokenmanager.token.v1.TokenService.ListRoutes:input_type -> tokenmanager.token.v1.ListRoutesRequest
+	19, // 58: tokenmanager.token.v1.TokenService.UpdateRoute:input_type -> tokenmanager.token.v1.UpdateRouteRequest
+	21, // 59: tokenmanager.token.v1.TokenService.DeleteRoute:input_type -> tokenmanager.token.v1.DeleteRouteRequest
+	23, // 60: tokenmanager.token.v1.TokenService.ListRouteTags:input_type -> tokenmanager.token.v1.ListRouteTagsRequest
+	25, // 61: tokenmanager.token.v1.TokenService.ResolveToken:input_type -> tokenmanager.token.v1.ResolveTokenRequest
+	28, // 62: tokenmanager.token.v1.TokenService.RecordTokenUse:input_type -> tokenmanager.token.v1.RecordTokenUseRequest
+	30, // 63: tokenmanager.token.v1.TokenService.LookupTokens:input_type -> tokenmanager.token.v1.LookupTokensRequest
+	33, // 64: tokenmanager.token.v1.TokenService.GetTokenStats:input_type -> tokenmanager.token.v1.GetTokenStatsRequest
+	38, // 65: tokenmanager.token.v1.TokenService.GetSyncStatus:input_type -> tokenmanager.token.v1.GetSyncStatusRequest
+	3,  // 66: tokenmanager.token.v1.TokenService.CreateToken:output_type -> tokenmanager.token.v1.CreateTokenResponse
+	5,  // 67: tokenmanager.token.v1.TokenService.ListTokens:output_type -> tokenmanager.token.v1.ListTokensResponse
+	7,  // 68: tokenmanager.token.v1.TokenService.UpdateToken:output_type -> tokenmanager.token.v1.UpdateTokenResponse
+	9,  // 69: tokenmanager.token.v1.TokenService.DeleteToken:output_type -> tokenmanager.token.v1.DeleteTokenResponse
+	11, // 70: tokenmanager.token.v1.TokenService.RevealToken:output_type -> tokenmanager.token.v1.RevealTokenResponse
+	13, // 71: tokenmanager.token.v1.TokenService.RotateToken:output_type -> tokenmanager.token.v1.RotateTokenResponse
+	16, // 72: tokenmanager.token.v1.TokenService.CreateRoute:output_type -> tokenmanager.token.v1.CreateRouteResponse
+	18, // 73: tokenmanager.token.v1.TokenService.ListRoutes:output_type -> tokenmanager.token.v1.ListRoutesResponse
+	20, // 74: tokenmanager.token.v1.TokenService.UpdateRoute:output_type -> tokenmanager.token.v1.UpdateRouteResponse
+	22, // 75: tokenmanager.token.v1.TokenService.DeleteRoute:output_type -> tokenmanager.token.v1.DeleteRouteResponse
+	24, // 76: tokenmanager.token.v1.TokenService.ListRouteTags:output_type -> tokenmanager.token.v1.ListRouteTagsResponse
+	26, // 77: tokenmanager.token.v1.TokenService.ResolveToken:output_type -> tokenmanager.token.v1.ResolveTokenResponse
+	29, // 78: tokenmanager.token.v1.TokenService.RecordTokenUse:output_type -> tokenmanager.token.v1.RecordTokenUseResponse
+	32, // 79: tokenmanager.token.v1.TokenService.LookupTokens:output_type -> tokenmanager.token.v1.LookupTokensResponse
+	37, // 80: tokenmanager.token.v1.TokenService.GetTokenStats:output_type -> tokenmanager.token.v1.GetTokenStatsResponse
+	39, // 81: tokenmanager.token.v1.TokenService.GetSyncStatus:output_type -> tokenmanager.token.v1.GetSyncStatusResponse
+	66, // [66:82] is the sub-list for method output_type
+	50, // [50:66] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_tokenmanager_token_v1_token_proto_init() }
