@@ -197,15 +197,16 @@ var auditExpectations = []auditStep{
 	{endpoint: "DELETE /api/routes/{id}", as: covUser, path: func(w *covWorld) string { return "/api/routes/" + w.routeID },
 		events: func(w *covWorld) []wantEvent { return []wantEvent{{"delete", "route", w.routeID, ""}} }},
 
-	// Invitations.
+	// Invitations: one event per team the invitation names, in that team's
+	// trail (so the team's ADMINs see invitations into their team).
 	{endpoint: "POST /api/invitations", as: covUser, path: fixed("/api/invitations"),
 		body:  fixed(`{"email":"cov-invitee@example.com","team_roles":{"` + covTeam + `":"VIEWER"}}`),
 		after: func(w *covWorld, b []byte) { w.invitationID = jsonField(w.t, b, "invitation_id") },
 		events: func(w *covWorld) []wantEvent {
-			return []wantEvent{{"create", "invitation", w.invitationID, ""}}
+			return []wantEvent{{"create", "invitation", w.invitationID, covTeam}}
 		}},
 	{endpoint: "DELETE /api/invitations/{invitation_id}", as: covUser, path: func(w *covWorld) string { return "/api/invitations/" + w.invitationID },
-		events: func(w *covWorld) []wantEvent { return []wantEvent{{"revoke", "invitation", w.invitationID, ""}} }},
+		events: func(w *covWorld) []wantEvent { return []wantEvent{{"revoke", "invitation", w.invitationID, covTeam}} }},
 
 	// Admin keys.
 	{endpoint: "POST /api/admin-keys", as: covUser, path: fixed("/api/admin-keys"), body: fixed(`{"name":"cov-user-key","global_role":"ADMIN"}`),

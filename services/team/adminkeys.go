@@ -141,10 +141,15 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 	}
 	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
 		var wasLive bool
+		var name, prefix, global string
+		var roles map[string]string
 		err := tx.QueryRow(ctx, `
 			WITH k AS (SELECT id, revoked_at IS NULL AS live FROM team.admin_keys WHERE id = $1 FOR UPDATE)
 			UPDATE team.admin_keys a SET revoked_at = COALESCE(a.revoked_at, now())
-			  FROM k WHERE a.id = k.id RETURNING k.live`, id).Scan(&wasLive)
+			  FROM k WHERE a.id = k.id
+			RETURNING k.live, a.name, a.prefix, a.global_role,
+			          COALESCE((SELECT jsonb_object_agg(r.team_id, r.role) FROM team.admin_key_roles r WHERE r.key_id = a.id), '{}')`,
+			id).Scan(&wasLive, &name, &prefix, &global, &roles)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errs.NotFound("Admin key not found")
 		}
@@ -154,6 +159,15 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 		if !wasLive {
 			return nil
 		}
-		return audit(ctx, tx, auditlog.Change{Action: "revoke", EntityType: "admin_key", EntityID: id})
+		// What the key was, so the trail says which key lost which powers:
+		// the same fields as its create event. The prefix is the part of the
+		// key kept in clear for listings; the key and its hash never leave
+		// team.admin_keys.
+		teamRoles := make(map[string]any, len(roles))
+		for t, r := range roles {
+			teamRoles[t] = r
+		}
+		return audit(ctx, tx, auditlog.Change{Action: "revoke", EntityType: "admin_key", EntityID: id,
+			Details: map[string]any{"name": name, "prefix": prefix, "global_role": global, "team_roles": teamRoles}})
 	})
 }

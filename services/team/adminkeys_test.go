@@ -2,6 +2,7 @@ package team
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -85,6 +86,16 @@ func TestAdminKeys(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND payload->>'entityType' = 'admin_key'`); n != 2 {
 		t.Errorf("admin key audit events %d, want 2", n)
 	}
+	// The revoke event says which key lost which powers, never its secret.
+	evs := h.auditEvents("admin_key", k.GetId())
+	if len(evs) != 2 || evs[1].Action != "revoke" || !reflect.DeepEqual(evs[1].Details, map[string]any{
+		"name": "ci", "prefix": k.GetPrefix(), "global_role": "", "team_roles": map[string]any{"alpha": "MANAGER"}}) {
+		t.Errorf("revoke event %v", evs)
+	}
+	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND (payload::text LIKE '%' || $1 || '%' OR payload::text LIKE '%' || $2 || '%')`,
+		key, auth.HashKey(key)); n != 0 {
+		t.Error("the key or its hash is in an audit event")
+	}
 
 	// A global-admin key can drive what a global ADMIN can.
 	gk, err := h.srv.CreateAdminKey(root, &teamv1.CreateAdminKeyRequest{Name: "ops", GlobalRole: "ADMIN"})
@@ -94,6 +105,52 @@ func TestAdminKeys(t *testing.T) {
 	kp, _ := h.srv.Resolver().ResolveAdminKey(h.ctx, auth.HashKey(gk.GetKey()))
 	if _, err := h.srv.CreateTeam(auth.WithPrincipal(h.ctx, kp), &teamv1.CreateTeamRequest{Id: "by-key", Name: "By key"}); err != nil {
 		t.Errorf("global key creates a team: %v", err)
+	}
+	// ...and gets no role in it: it governs every team already.
+	if n := h.count(`SELECT count(*) FROM team.admin_key_roles WHERE key_id = $1`, kp.ID); n != 0 {
+		t.Errorf("global key got %d team roles", n)
+	}
+	if evs := h.auditEvents("admin_key_role", kp.ID+"@by-key"); len(evs) != 0 {
+		t.Errorf("global key role events %v", evs)
+	}
+}
+
+// A key that is ADMIN of a team (not global) may create a team and is made
+// its ADMIN; that grant is in the new team's trail like a user creator's
+// membership, and so is its removal when the key deletes the team.
+func TestTeamCreatedByTeamAdminKey(t *testing.T) {
+	h := newHarness(t)
+	root := h.globalAdmin("user_root")
+	h.person("user_x", "alpha", "VIEWER") // creates team alpha
+	resp, err := h.srv.CreateAdminKey(root, &teamv1.CreateAdminKeyRequest{Name: "team-ci", TeamRoles: map[string]string{"alpha": "ADMIN"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := h.srv.Resolver().ResolveAdminKey(h.ctx, auth.HashKey(resp.GetKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.CreateTeam(auth.WithPrincipal(h.ctx, kp), &teamv1.CreateTeamRequest{Id: "key-team", Name: "Key team"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.count(`SELECT count(*) FROM team.admin_key_roles WHERE key_id = $1 AND team_id = 'key-team' AND role = 'ADMIN'`, kp.ID); n != 1 {
+		t.Fatal("creator key is not ADMIN of its team")
+	}
+	want := []auditEvent{{"create", "key-team", map[string]any{"admin_key_id": kp.ID, "team_id": "key-team", "role": "ADMIN", "previous_role": ""}}}
+	if got := h.auditEvents("admin_key_role", kp.ID+"@key-team"); !reflect.DeepEqual(got, want) {
+		t.Errorf("grant events %v, want %v", got, want)
+	}
+	if got := h.auditEvents("team", "key-team"); len(got) != 1 || got[0].Team != "key-team" {
+		t.Errorf("team events %v", got)
+	}
+
+	kp, _ = h.srv.Resolver().ResolveAdminKey(h.ctx, auth.HashKey(resp.GetKey())) // now ADMIN of key-team too
+	if _, err := h.srv.DeleteTeam(auth.WithPrincipal(h.ctx, kp), &teamv1.DeleteTeamRequest{TeamId: "key-team"}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, auditEvent{"delete", "key-team", map[string]any{"admin_key_id": kp.ID, "team_id": "key-team", "previous_role": "ADMIN"}})
+	if got := h.auditEvents("admin_key_role", kp.ID+"@key-team"); !reflect.DeepEqual(got, want) {
+		t.Errorf("grant events after delete %v, want %v", got, want)
 	}
 }
 

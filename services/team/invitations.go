@@ -74,8 +74,7 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 			inv.ID, email, plain, p.ID); err != nil {
 			return fmt.Errorf("store invitation: %w", err)
 		}
-		return audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "invitation", EntityID: inv.ID,
-			Details: map[string]any{"email": email, "team_roles": toAny(plain)}})
+		return audit(ctx, tx, invitationChanges("create", inv.ID, plain, map[string]any{"email": email})...)
 	})
 	if err != nil {
 		// Do not leave an invitation whose roles would never be applied.
@@ -89,10 +88,44 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 	return InvitationView{ID: inv.ID, Email: email, Status: "pending", TeamRoles: plain, InvitedBy: p.ID, InvitedAt: invitedAt, CreatedAt: inv.CreatedAt}, nil
 }
 
-func toAny(m map[string]string) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
+// invitationChanges are the audit events of one change (create, accept,
+// revoke) to invitation id, whose team roles are roles; base holds the
+// details common to every event (the e-mail, the user).
+//
+// An invitation grants roles in the teams it names, and the trail is read
+// team by team: a team ADMIN sees the events whose team_id is one of their
+// teams, a global ADMIN sees all. So the change is recorded as one event per
+// team named, with team_id = that team and only that team's role in
+// team_roles. One event under the first (or only) team would hide an
+// invitation into a second team from that team's ADMINs; one event listing
+// every team would show one team's readers the roles granted in the others,
+// which read scoping exists to prevent. The events of one change share the
+// entity id and request id, so a global ADMIN can put the invitation back
+// together; team_count says how many teams it names, without naming them.
+// An invitation that names no team grants nothing in any team: it is one
+// event with no team (visible to global ADMINs and core-team, like the other
+// team-less events).
+func invitationChanges(action, id string, roles map[string]string, base map[string]any) []auditlog.Change {
+	details := func(teamRoles map[string]any) map[string]any {
+		d := make(map[string]any, len(base)+2)
+		for k, v := range base {
+			d[k] = v
+		}
+		d["team_roles"], d["team_count"] = teamRoles, len(roles)
+		return d
+	}
+	if len(roles) == 0 {
+		return []auditlog.Change{{Action: action, EntityType: "invitation", EntityID: id, Details: details(map[string]any{})}}
+	}
+	teams := make([]string, 0, len(roles))
+	for t := range roles {
+		teams = append(teams, t)
+	}
+	slices.Sort(teams)
+	out := make([]auditlog.Change, 0, len(teams))
+	for _, t := range teams {
+		out = append(out, auditlog.Change{Action: action, EntityType: "invitation", EntityID: id, Team: t,
+			Details: details(map[string]any{t: roles[t]})})
 	}
 	return out
 }
@@ -159,6 +192,18 @@ func (s *Service) RevokeInvitation(ctx context.Context, id string) error {
 		if _, err := tx.Exec(ctx, `UPDATE team.invitations SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id); err != nil {
 			return fmt.Errorf("mark invitation revoked: %w", err)
 		}
-		return audit(ctx, tx, auditlog.Change{Action: "revoke", EntityType: "invitation", EntityID: id})
+		var email string
+		var roles map[string]string
+		err := tx.QueryRow(ctx, `SELECT email, team_roles FROM team.invitations WHERE id = $1`, id).Scan(&email, &roles)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// Made in Clerk directly, not through Token Manager (a global
+			// ADMIN may revoke any): its e-mail and roles are not known
+			// here, and asking Clerk for them is not worth failing over.
+			return audit(ctx, tx, invitationChanges("revoke", id, nil, map[string]any{"untracked": true})...)
+		case err != nil:
+			return fmt.Errorf("read invitation: %w", err)
+		}
+		return audit(ctx, tx, invitationChanges("revoke", id, roles, map[string]any{"email": email})...)
 	})
 }

@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth/authtest"
+	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 )
 
 func TestInvitations(t *testing.T) {
@@ -96,6 +98,11 @@ func TestInvitations(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM team.invitations WHERE applied_to = $1`, userID); n != 1 {
 		t.Error("invitation not marked applied")
 	}
+	// Accepting is recorded in the trail of the team it grants a role in.
+	if got := h.auditEvents("invitation", resp.GetInvitationId()); len(got) != 2 || got[0].Action != "accept" || got[0].Team != "alpha" ||
+		!reflect.DeepEqual(got[0].Details, map[string]any{"user_id": userID, "team_roles": map[string]any{"alpha": "DEVELOPER"}, "team_count": float64(1)}) {
+		t.Errorf("accept events %v", got)
+	}
 
 	// Revoke: the inviter their own, a global ADMIN any; others not.
 	second, err := invite(mgr, "second@example.com", map[string]string{"beta": "VIEWER"})
@@ -121,6 +128,98 @@ func TestInvitations(t *testing.T) {
 	}
 	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND payload->>'entityType' = 'invitation'`); n != 4 {
 		t.Errorf("invitation audit events %d, want 4 (create, accept, create, revoke)", n)
+	}
+}
+
+// auditEvent is an audit event as the team service enqueued it.
+type auditEvent struct {
+	Action, Team string
+	Details      map[string]any
+}
+
+// auditEvents returns the audit events about one entity, by team.
+func (h *harness) auditEvents(entityType, entityID string) []auditEvent {
+	h.t.Helper()
+	rows, err := h.pool.Query(h.ctx, `SELECT payload->>'action', coalesce(payload->>'teamId', ''), coalesce(payload->'details', '{}')
+		FROM team.outbox WHERE topic = 'audit' AND payload->>'entityType' = $1 AND payload->>'entityId' = $2
+		ORDER BY payload->>'action', payload->>'teamId'`, entityType, entityID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	evs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[auditEvent])
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return evs
+}
+
+// An invitation is recorded once per team it names, in that team's trail
+// with only that team's role, so each team's ADMINs see the invitations
+// into their team and nothing of the others; revoking it likewise, with
+// its e-mail and roles. One naming no team is one team-less event.
+func TestInvitationAuditPerTeam(t *testing.T) {
+	h := newHarness(t)
+	mgr := h.person("user_mgr", "alpha", "MANAGER", "beta", "ADMIN")
+	alphaAdmin := h.person("user_alpha_admin", "alpha", "ADMIN")
+	root := h.globalAdmin("user_root")
+
+	inv, err := h.srv.CreateInvitation(mgr, &teamv1.CreateInvitationRequest{Email: "two@example.com",
+		TeamRoles: map[string]string{"alpha": "VIEWER", "beta": "MANAGER"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := inv.GetInvitationId()
+	if _, err := h.srv.RevokeInvitation(mgr, &teamv1.RevokeInvitationRequest{InvitationId: id}); err != nil {
+		t.Fatal(err)
+	}
+	want := []auditEvent{}
+	for _, action := range []string{"create", "revoke"} {
+		want = append(want,
+			auditEvent{action, "alpha", map[string]any{"email": "two@example.com", "team_roles": map[string]any{"alpha": "VIEWER"}, "team_count": float64(2)}},
+			auditEvent{action, "beta", map[string]any{"email": "two@example.com", "team_roles": map[string]any{"beta": "MANAGER"}, "team_count": float64(2)}})
+	}
+	got := h.auditEvents("invitation", id)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events\n%v\nwant\n%v", got, want)
+	}
+	// The trail is read with authz.ReadScope: alpha's ADMIN sees alpha's
+	// events and not beta's; a global ADMIN sees them all.
+	pa, _ := auth.FromContext(alphaAdmin)
+	pr, _ := auth.FromContext(root)
+	for _, e := range got {
+		if authz.CanRead(pa, e.Team) != (e.Team == "alpha") || !authz.CanRead(pr, e.Team) {
+			t.Errorf("read scope of %v is wrong", e)
+		}
+	}
+
+	none, err := h.srv.CreateInvitation(root, &teamv1.CreateInvitationRequest{Email: "none@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.RevokeInvitation(root, &teamv1.RevokeInvitationRequest{InvitationId: none.GetInvitationId()}); err != nil {
+		t.Fatal(err)
+	}
+	want = []auditEvent{
+		{"create", "", map[string]any{"email": "none@example.com", "team_roles": map[string]any{}, "team_count": float64(0)}},
+		{"revoke", "", map[string]any{"email": "none@example.com", "team_roles": map[string]any{}, "team_count": float64(0)}},
+	}
+	if got := h.auditEvents("invitation", none.GetInvitationId()); !reflect.DeepEqual(got, want) {
+		t.Errorf("team-less invitation events %v, want %v", got, want)
+	}
+
+	// An invitation made in Clerk directly (no row here): its revocation is
+	// still recorded, team-less, saying what is not known.
+	direct, err := h.srv.CreateInvitation(root, &teamv1.CreateInvitationRequest{Email: "direct@example.com", TeamRoles: map[string]string{"alpha": "VIEWER"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.exec(`DELETE FROM team.invitations WHERE id = $1`, direct.GetInvitationId())
+	if _, err := h.srv.RevokeInvitation(root, &teamv1.RevokeInvitationRequest{InvitationId: direct.GetInvitationId()}); err != nil {
+		t.Fatal(err)
+	}
+	got = h.auditEvents("invitation", direct.GetInvitationId())
+	if len(got) != 2 || got[1].Team != "" || !reflect.DeepEqual(got[1].Details, map[string]any{"untracked": true, "team_roles": map[string]any{}, "team_count": float64(0)}) {
+		t.Errorf("untracked revoke events %v", got)
 	}
 }
 

@@ -92,9 +92,20 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 				return err
 			}
 		case auth.KindAdminKey:
+			// A global-ADMIN key already governs every team and gets no
+			// role. Any other key may create a team only because it is an
+			// ADMIN somewhere (authz.TeamCreate), and it is given ADMIN in
+			// the new team so it can manage what it made: a grant like the
+			// user creator's, audited the same way in the team's trail.
+			// Keys are not members (the team's member list shows people),
+			// so the entity is admin_key_role, keyed like a membership.
 			if !p.IsGlobalAdmin() {
 				if _, err := tx.Exec(ctx, `INSERT INTO team.admin_key_roles (key_id, team_id, role) VALUES ($1, $2, 'ADMIN')`, p.ID, t.ID); err != nil {
 					return fmt.Errorf("grant creator key: %w", err)
+				}
+				if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "admin_key_role", EntityID: p.ID + "@" + t.ID, Team: t.ID,
+					Details: map[string]any{"admin_key_id": p.ID, "team_id": t.ID, "role": string(auth.RoleAdmin), "previous_role": ""}}); err != nil {
+					return err
 				}
 			}
 		}
@@ -203,8 +214,22 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 		if keys > 0 {
 			return errs.Precondition(fmt.Sprintf("Cannot delete team: %d admin keys have roles in it. Revoke them first.", keys))
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM team.admin_key_roles WHERE team_id = $1`, id); err != nil {
+		// What is left: the calling key's own role (a key that created the
+		// team) and roles of revoked keys. Their removal is a change like
+		// the caller's membership below, and is audited as such.
+		rows, err := tx.Query(ctx, `DELETE FROM team.admin_key_roles WHERE team_id = $1 RETURNING key_id, role`, id)
+		if err != nil {
 			return fmt.Errorf("delete key roles: %w", err)
+		}
+		removed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Key, Role string }])
+		if err != nil {
+			return fmt.Errorf("delete key roles: %w", err)
+		}
+		for _, r := range removed {
+			if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "admin_key_role", EntityID: r.Key + "@" + id, Team: id,
+				Details: map[string]any{"admin_key_id": r.Key, "team_id": id, "previous_role": r.Role}}); err != nil {
+				return err
+			}
 		}
 		if callerMember > 0 {
 			previous, err := st.Membership(ctx, p.ID, id)

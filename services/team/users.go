@@ -10,7 +10,6 @@ import (
 	"github.com/clerk/clerk-sdk-go/v2"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
@@ -164,7 +163,7 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 	}
 	st := NewStore(tx)
 	for _, inv := range invs {
-		granted := map[string]any{}
+		granted := map[string]string{}
 		for team, r := range inv.roles {
 			role, err := auth.ParseRole(r)
 			if err != nil {
@@ -188,8 +187,9 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 		if _, err := tx.Exec(ctx, `UPDATE team.invitations SET applied_at = now(), applied_to = $2 WHERE id = $1`, inv.id, userID); err != nil {
 			return fmt.Errorf("mark invitation applied: %w", err)
 		}
-		if err := audit(ctx, tx, auditlog.Change{Action: "accept", EntityType: "invitation", EntityID: inv.id,
-			Details: map[string]any{"user_id": userID, "team_roles": granted}}); err != nil {
+		// One event per team granted, like create and revoke (see
+		// invitationChanges).
+		if err := audit(ctx, tx, invitationChanges("accept", inv.id, granted, map[string]any{"user_id": userID})...); err != nil {
 			return err
 		}
 	}
