@@ -55,15 +55,34 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
+// handedOut holds every port freeAddr has returned: the kernel may offer a
+// port again as soon as the probing listener closes, and two processes of
+// one stack (or of two stacks starting in parallel) must not both get it.
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
+
+// freeAddr returns a loopback address with a port nobody listens on now
+// and that no other caller of freeAddr in this test process was given.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no fresh loopback port after 100 tries")
+	return ""
 }
 
 // process is one running binary with its captured log.
