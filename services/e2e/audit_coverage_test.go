@@ -209,14 +209,20 @@ var auditExpectations = []auditStep{
 		events: func(w *covWorld) []wantEvent { return []wantEvent{{"revoke", "invitation", w.invitationID, covTeam}} }},
 
 	// Admin keys.
-	{endpoint: "POST /api/admin-keys", as: covUser, path: fixed("/api/admin-keys"), body: fixed(`{"name":"cov-user-key","global_role":"ADMIN"}`),
+	// A key with a team role: the grant and its end are in the team's trail.
+	{endpoint: "POST /api/admin-keys", as: covUser, path: fixed("/api/admin-keys"),
+		body: fixed(`{"name":"cov-user-key","team_roles":{"` + covTeam + `":"MANAGER"}}`),
 		after: func(w *covWorld, b []byte) {
 			w.userAdminKeyID = jsonField(w.t, b, "admin_key", "id")
 			w.keep(jsonField(w.t, b, "key"))
 		},
-		events: func(w *covWorld) []wantEvent { return []wantEvent{{"create", "admin_key", w.userAdminKeyID, ""}} }},
+		events: func(w *covWorld) []wantEvent {
+			return []wantEvent{{"create", "admin_key", w.userAdminKeyID, ""}, {"create", "admin_key_role", w.userAdminKeyID + "@" + covTeam, covTeam}}
+		}},
 	{endpoint: "DELETE /api/admin-keys/{id}", as: covUser, path: func(w *covWorld) string { return "/api/admin-keys/" + w.userAdminKeyID },
-		events: func(w *covWorld) []wantEvent { return []wantEvent{{"revoke", "admin_key", w.userAdminKeyID, ""}} }},
+		events: func(w *covWorld) []wantEvent {
+			return []wantEvent{{"revoke", "admin_key", w.userAdminKeyID, ""}, {"delete", "admin_key_role", w.userAdminKeyID + "@" + covTeam, covTeam}}
+		}},
 
 	// Emptying and deleting the team.
 	{endpoint: "DELETE /api/users/{user_id}/team-membership/{team_id}", as: covUser,

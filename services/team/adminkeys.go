@@ -88,7 +88,8 @@ func (s *Service) CreateAdminKey(ctx context.Context, name, globalRole string, t
 			plain[t] = string(roles[t])
 		}
 		details["team_roles"] = plain
-		return audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "admin_key", EntityID: k.ID, Details: details})
+		changes := []auditlog.Change{{Action: "create", EntityType: "admin_key", EntityID: k.ID, Details: details}}
+		return audit(ctx, tx, append(changes, keyRoleChanges("create", k.ID, plain)...)...)
 	})
 	if err != nil {
 		return AdminKey{}, "", err
@@ -167,7 +168,32 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 		for t, r := range roles {
 			teamRoles[t] = r
 		}
-		return audit(ctx, tx, auditlog.Change{Action: "revoke", EntityType: "admin_key", EntityID: id,
-			Details: map[string]any{"name": name, "prefix": prefix, "global_role": global, "team_roles": teamRoles}})
+		changes := []auditlog.Change{{Action: "revoke", EntityType: "admin_key", EntityID: id,
+			Details: map[string]any{"name": name, "prefix": prefix, "global_role": global, "team_roles": teamRoles}}}
+		return audit(ctx, tx, append(changes, keyRoleChanges("delete", id, teamRoles)...)...)
 	})
+}
+
+// keyRoleChanges are the per-team events of a key's team roles being
+// granted (create) or ending (delete): the admin_key event itself has no
+// team, so without them a team's ADMINs, who read their team's trail only,
+// would not see a key gaining or losing power over their team. Keyed like
+// the creator-key grant of CreateTeam.
+func keyRoleChanges(action, keyID string, roles map[string]any) []auditlog.Change {
+	teams := make([]string, 0, len(roles))
+	for t := range roles {
+		teams = append(teams, t)
+	}
+	slices.Sort(teams)
+	out := make([]auditlog.Change, 0, len(teams))
+	for _, t := range teams {
+		d := map[string]any{"admin_key_id": keyID, "team_id": t}
+		if action == "create" {
+			d["role"], d["previous_role"] = roles[t], ""
+		} else {
+			d["previous_role"] = roles[t]
+		}
+		out = append(out, auditlog.Change{Action: action, EntityType: "admin_key_role", EntityID: keyID + "@" + t, Team: t, Details: d})
+	}
+	return out
 }

@@ -215,17 +215,25 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 			return errs.Precondition(fmt.Sprintf("Cannot delete team: %d admin keys have roles in it. Revoke them first.", keys))
 		}
 		// What is left: the calling key's own role (a key that created the
-		// team) and roles of revoked keys. Their removal is a change like
-		// the caller's membership below, and is audited as such.
-		rows, err := tx.Query(ctx, `DELETE FROM team.admin_key_roles WHERE team_id = $1 RETURNING key_id, role`, id)
+		// team) and roles of revoked keys. The caller's removal is a change
+		// like the caller's membership below, and is audited as such; a
+		// revoked key's roles ended, in the trail, when it was revoked.
+		rows, err := tx.Query(ctx, `DELETE FROM team.admin_key_roles r USING team.admin_keys k
+			WHERE r.team_id = $1 AND k.id = r.key_id RETURNING r.key_id, r.role, k.revoked_at IS NOT NULL`, id)
 		if err != nil {
 			return fmt.Errorf("delete key roles: %w", err)
 		}
-		removed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Key, Role string }])
+		removed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+			Key, Role string
+			Revoked   bool
+		}])
 		if err != nil {
 			return fmt.Errorf("delete key roles: %w", err)
 		}
 		for _, r := range removed {
+			if r.Revoked {
+				continue
+			}
 			if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "admin_key_role", EntityID: r.Key + "@" + id, Team: id,
 				Details: map[string]any{"admin_key_id": r.Key, "team_id": id, "previous_role": r.Role}}); err != nil {
 				return err
