@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -336,27 +334,7 @@ func (r auditRow) entityID() string {
 // covCall sends one request with its own request id and user agent.
 func covCall(t *testing.T, s *stack, method, path, bearer, body, requestID, userAgent string) response {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, s.url+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	req.Header.Set("X-Request-Id", requestID)
-	req.Header.Set("User-Agent", userAgent)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return send(t, method, s.url+path, bearer, body, map[string]string{"X-Request-Id": requestID, "User-Agent": userAgent})
 }
 
 // allAuditRows reads the whole trail through the REST API, newest first.

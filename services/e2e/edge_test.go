@@ -205,25 +205,15 @@ type edgeTiming struct {
 // edge sends a request with an API key through a Worker (base URL).
 func (e *edgeRig) edge(base, method, path, apiKey string) response {
 	e.t.Helper()
-	req, err := http.NewRequest(method, strings.TrimSuffix(base, "/")+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if apiKey != "" {
-		req.Header.Set("X-API-Key", apiKey)
-	}
 	ua := "edge-e2e/1.0"
 	if base == e.lc.CompatWorker {
 		ua = "edge-e2e-v27/1.0" // tells the two Workers' usage apart
 	}
-	req.Header.Set("User-Agent", ua)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
+	header := map[string]string{"User-Agent": ua}
+	if apiKey != "" {
+		header["X-API-Key"] = apiKey
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return send(e.t, method, strings.TrimSuffix(base, "/")+path, "", "", header)
 }
 
 // until polls a Worker until it answers want for the key, and records how
@@ -517,19 +507,15 @@ func TestEdge(t *testing.T) {
 		_ = json.Unmarshal(r.Body, &all)
 		e.until("token create → visible (wildcard)", time.Now(), lc.Worker, "/api/other/x", all.Token, 200)
 		routes := e.must(200, "GET", "/api/routes", key, "")
-		var list []struct {
+		type route struct {
 			ID   int64
 			Path string
 		}
+		var list []route
 		if err := json.Unmarshal(routes.Body, &list); err != nil {
 			t.Fatalf("routes: %s", routes.Body)
 		}
-		i := slices.IndexFunc(list, func(r struct {
-			ID   int64
-			Path string
-		}) bool {
-			return r.Path == "/api/other"
-		})
+		i := slices.IndexFunc(list, func(r route) bool { return r.Path == "/api/other" })
 		if i < 0 {
 			t.Fatalf("no /api/other in %s", routes.Body)
 		}
@@ -547,32 +533,23 @@ func TestEdge(t *testing.T) {
 			{"delete", "token", tokenID, "user", adminUser},
 			{"delete", "route", "", "admin_key", ""},
 		}
+		type row struct {
+			Action     string `json:"action"`
+			EntityType string `json:"entity_type"`
+			EntityID   string `json:"entity_id"`
+			Actor      struct {
+				Type string `json:"type"`
+				ID   string `json:"id"`
+			} `json:"actor"`
+		}
 		e.eventually(20*time.Second, "the audit trail lacks a step", func() bool {
 			r := e.must(200, "GET", "/api/dashboard/audit-logs?limit=200", key, "")
-			var body struct {
-				Data []struct {
-					Action     string `json:"action"`
-					EntityType string `json:"entity_type"`
-					EntityID   string `json:"entity_id"`
-					Actor      struct {
-						Type string `json:"type"`
-						ID   string `json:"id"`
-					} `json:"actor"`
-				}
-			}
+			var body struct{ Data []row }
 			if json.Unmarshal(r.Body, &body) != nil {
 				return false
 			}
 			for _, w := range wants {
-				if !slices.ContainsFunc(body.Data, func(d struct {
-					Action     string `json:"action"`
-					EntityType string `json:"entity_type"`
-					EntityID   string `json:"entity_id"`
-					Actor      struct {
-						Type string `json:"type"`
-						ID   string `json:"id"`
-					} `json:"actor"`
-				}) bool {
+				if !slices.ContainsFunc(body.Data, func(d row) bool {
 					return d.Action == w.action && d.EntityType == w.entity && (w.id == "" || d.EntityID == w.id) &&
 						d.Actor.Type == w.actorType && (w.actorID == "" || d.Actor.ID == w.actorID) && d.Actor.ID != ""
 				}) {

@@ -262,25 +262,40 @@ type response struct {
 	Body   []byte
 }
 
-func (s *stack) do(method, path, bearer string, header map[string]string) response {
-	s.t.Helper()
-	req, err := http.NewRequest(method, s.url+path, nil)
+// send is every e2e HTTP call: a raw JSON body ("" for none, then no
+// Content-Type), a bearer credential ("" for none) and extra headers.
+func send(t testing.TB, method, url, bearer, body string, header map[string]string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// do calls the gateway without a body.
+func (s *stack) do(method, path, bearer string, header map[string]string) response {
+	s.t.Helper()
+	return send(s.t, method, s.url+path, bearer, "", header)
 }
 
 func detail(t *testing.T, r response) string {

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"reflect"
 	"regexp"
 	"slices"
@@ -78,27 +76,7 @@ func startTokenStack(t *testing.T) *tokRig {
 // call sends a request with a raw JSON body ("" for none).
 func (r *tokRig) call(method, path, bearer, body string) response {
 	r.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, r.url+path, rd)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return send(r.t, method, r.url+path, bearer, body, nil)
 }
 
 // must calls and requires the status.

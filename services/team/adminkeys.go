@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -180,13 +181,8 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 // would not see a key gaining or losing power over their team. Keyed like
 // the creator-key grant of CreateTeam.
 func keyRoleChanges(action, keyID string, roles map[string]any) []auditlog.Change {
-	teams := make([]string, 0, len(roles))
-	for t := range roles {
-		teams = append(teams, t)
-	}
-	slices.Sort(teams)
-	out := make([]auditlog.Change, 0, len(teams))
-	for _, t := range teams {
+	var out []auditlog.Change
+	for _, t := range slices.Sorted(maps.Keys(roles)) {
 		d := map[string]any{"admin_key_id": keyID, "team_id": t}
 		if action == "create" {
 			d["role"], d["previous_role"] = roles[t], ""

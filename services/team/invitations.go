@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -117,13 +118,8 @@ func invitationChanges(action, id string, roles map[string]string, base map[stri
 	if len(roles) == 0 {
 		return []auditlog.Change{{Action: action, EntityType: "invitation", EntityID: id, Details: details(map[string]any{})}}
 	}
-	teams := make([]string, 0, len(roles))
-	for t := range roles {
-		teams = append(teams, t)
-	}
-	slices.Sort(teams)
-	out := make([]auditlog.Change, 0, len(teams))
-	for _, t := range teams {
+	var out []auditlog.Change
+	for _, t := range slices.Sorted(maps.Keys(roles)) {
 		out = append(out, auditlog.Change{Action: action, EntityType: "invitation", EntityID: id, Team: t,
 			Details: details(map[string]any{t: roles[t]})})
 	}
