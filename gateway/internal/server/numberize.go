@@ -166,14 +166,7 @@ func (r *rewriter) value(s shape) {
 // object copies an object: a map's values shaped by values, or a message's
 // fields looked up by their proto names.
 func (r *rewriter) object(values shape, fields map[string]shape) {
-	r.expect('{')
-	r.ws()
-	if r.peek() == '}' {
-		r.pos++
-		r.out = append(r.out, '}')
-		return
-	}
-	for {
+	for more := r.open('{', '}'); more; more = r.next('}') {
 		r.ws()
 		if r.peek() != '"' {
 			r.fail("want a key")
@@ -186,42 +179,40 @@ func (r *rewriter) object(values shape, fields map[string]shape) {
 		}
 		r.expect(':')
 		r.value(want)
-		r.ws()
-		switch c := r.peek(); c {
-		case ',', '}':
-			r.pos++
-			r.out = append(r.out, c)
-			if c == '}' {
-				return
-			}
-		default:
-			r.fail("want , or }")
-		}
 	}
 }
 
 func (r *rewriter) array(elem shape) {
-	r.expect('[')
-	r.ws()
-	if r.peek() == ']' {
-		r.pos++
-		r.out = append(r.out, ']')
-		return
-	}
-	for {
+	for more := r.open('[', ']'); more; more = r.next(']') {
 		r.value(elem)
-		r.ws()
-		switch c := r.peek(); c {
-		case ',', ']':
-			r.pos++
-			r.out = append(r.out, c)
-			if c == ']' {
-				return
-			}
-		default:
-			r.fail("want , or ]")
-		}
 	}
+}
+
+// open copies the opening bracket and reports whether elements follow (false
+// after copying an immediate closing one).
+func (r *rewriter) open(opening, closing byte) bool {
+	r.expect(opening)
+	r.ws()
+	if r.peek() == closing {
+		r.pos++
+		r.out = append(r.out, closing)
+		return false
+	}
+	return true
+}
+
+// next copies what follows an element: a comma (true: another element) or
+// the closing bracket (false).
+func (r *rewriter) next(closing byte) bool {
+	r.ws()
+	switch c := r.peek(); c {
+	case ',', closing:
+		r.pos++
+		r.out = append(r.out, c)
+		return c == ','
+	}
+	r.fail("want , or " + string(closing))
+	return false
 }
 
 // int64 writes a quoted decimal integer without its quotes; anything else
