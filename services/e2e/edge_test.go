@@ -483,7 +483,10 @@ func TestEdge(t *testing.T) {
 		// time could move it; the expiry sweep takes it out of KV.
 		s.sql(t, fmt.Sprintf(`UPDATE token.tokens SET expires_at = now() - interval '1 second' WHERE id = %d`, short.ID))
 		start := time.Now()
-		r = e.until("expiry → refused (sweep)", start, lc.Worker, "/api/echo/ping", short.Token, 401)
+		r = e.untilKV("expiry → refused (sweep)", start, lc.Worker, "/api/echo/ping", short.Token, 401, "token:"+tokenHash(short.Token), false)
+		if errName, _ := workerError(t, r); errName != "Invalid API Key" {
+			t.Errorf("expired token: %s, want it gone from KV (Invalid API Key)", r.Body)
+		}
 		if r := e.edge(lc.CompatWorker, "GET", "/api/echo/ping", short.Token); r.Status != 401 {
 			t.Errorf("v2.7 Worker, expired token: %d %s", r.Status, r.Body)
 		}
