@@ -170,7 +170,7 @@ const (
 	// period when GetSyncStatus does not report it (an older token
 	// service): the reconcile is late after twice the period.
 	defaultReconcileInterval = 15 * time.Minute
-	maxLastErrorLen   = 200
+	maxLastErrorLen          = 200
 )
 
 // WithSyncStatus extends the Cloudflare KV check (kv) with the token
