@@ -366,6 +366,16 @@ func checkEnvironment(t *testing.T, c *container) {
 // reads; it fails the test when the binary refuses env.
 func checkConfigVars(t *testing.T, binary string, env []string) []string {
 	t.Helper()
+	vars, err := runCheckConfig(binary, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vars
+}
+
+// runCheckConfig runs `<binary> -check-config` with exactly env and returns the variables it
+// reads, or an error that says why the binary refused env.
+func runCheckConfig(binary string, env []string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, binary), "-check-config")
@@ -373,13 +383,13 @@ func checkConfigVars(t *testing.T, binary string, env []string) []string {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s -check-config failed (%v):\n%s\nenvironment: %s", binary, err, stderr.String(), redact(env))
+		return nil, fmt.Errorf("%s -check-config failed (%v):\n%s\nenvironment: %s", binary, err, stderr.String(), redact(env))
 	}
 	vars, err := parseCheckConfig(stdout.Bytes())
 	if err != nil {
-		t.Fatalf("%s -check-config: %v; stdout:\n%s", binary, err, stdout.String())
+		return nil, fmt.Errorf("%s -check-config: %v; stdout:\n%s", binary, err, stdout.String())
 	}
-	return vars
+	return vars, nil
 }
 
 // parseCheckConfig reads the one JSON line -check-config prints: {"vars":["DATABASE_URL",...]}.

@@ -7,5 +7,9 @@
 // variable the binary does not read (a typo would otherwise be silently ignored). Ports and the
 // depends_on graph are checked against the listen addresses and the start-up order.
 //
+// The Kubernetes manifests in deploy/k8s (no cluster either: the kustomization's resources are
+// decoded as YAML) are held to the same facts, plus what a cluster adds: Services that reach
+// the right ports, probes, the containers' security settings and replica counts.
+//
 // The package has no non-test code.
 package deploycheck

@@ -27,13 +27,24 @@ var varName = regexp.MustCompile("`([A-Z][A-Z0-9_]*)`")
 // "Read by" cell.
 func readmeConfigTable(t *testing.T) map[string]string {
 	t.Helper()
+	table := map[string]string{}
+	for v, cells := range readmeConfigRows(t) {
+		table[v] = cells[1]
+	}
+	return table
+}
+
+// readmeConfigRows returns the rows of that table by variable: the row's cells, trimmed. A row
+// naming several variables is theirs alike.
+func readmeConfigRows(t *testing.T) map[string][]string {
+	t.Helper()
 	f, err := os.Open(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 
-	vars := map[string]string{}
+	vars := map[string][]string{}
 	inSection, inTable, tableDone := false, false, false
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
@@ -72,7 +83,11 @@ func readmeConfigTable(t *testing.T) map[string]string {
 			if _, dup := vars[m[1]]; dup {
 				t.Errorf("README.md configuration table lists %s twice", m[1])
 			}
-			vars[m[1]] = strings.TrimSpace(cells[1])
+			row := make([]string, len(cells))
+			for i, c := range cells {
+				row[i] = strings.TrimSpace(c)
+			}
+			vars[m[1]] = row
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
@@ -106,6 +107,12 @@ func New(opts Options) *Server {
 		grpc: grpc.NewServer(
 			grpc.ChainUnaryInterceptor(append(unary, opts.ExtraUnary...)...),
 			grpc.ChainStreamInterceptor(append(stream, opts.ExtraStream...)...),
+			// Callers keep one HTTP/2 connection per service, and behind a
+			// Kubernetes Service (one virtual IP) that pins all of a caller's
+			// calls to one replica. Ending connections after a while (with
+			// a grace period for calls in flight) makes callers reconnect and
+			// spreads them over replicas added since.
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: maxConnectionAge, MaxConnectionAgeGrace: maxConnectionAgeGrace}),
 		),
 		shutdownTimeout: opts.ShutdownTimeout,
 	}
@@ -116,6 +123,11 @@ func New(opts Options) *Server {
 	reflection.Register(s.grpc)
 	return s
 }
+
+const (
+	maxConnectionAge      = 5 * time.Minute
+	maxConnectionAgeGrace = 30 * time.Second
+)
 
 // GRPC is the underlying server, to register services on.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
