@@ -411,8 +411,22 @@ func TestEdge(t *testing.T) {
 		if l := st.RecentLogs[0]; fmt.Sprint(l.TokenID) != tokenID || l.RoutePath != "/api/echo" || l.UserAgent != "edge-e2e/1.0" {
 			t.Errorf("latest usage log %+v", l)
 		}
-		e.eventually(20*time.Second, "the token's last_used did not move", func() bool {
-			return e.lastUsed(t, tokenID) != ""
+		var first time.Time
+		e.eventually(20*time.Second, "the token's last_used was not set", func() bool {
+			first = e.lastUsed(t, tokenID)
+			return !first.IsZero()
+		})
+		// One more call later: last_used moves forward to it.
+		time.Sleep(1100 * time.Millisecond)
+		called := time.Now()
+		if r := e.edge(lc.Worker, "GET", "/api/echo/again", tok.Token); r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		// The Worker stamps the event (workerd's clock moves with I/O, so
+		// allow it half a second); last_used reaches that call.
+		e.eventually(20*time.Second, "the token's last_used did not move to the new call", func() bool {
+			got := e.lastUsed(t, tokenID)
+			return got.After(first) && !got.Before(called.Add(-500*time.Millisecond))
 		})
 	})
 
@@ -581,12 +595,12 @@ func TestEdge(t *testing.T) {
 	})
 }
 
-// lastUsed is the token's last_used in GET /api/tokens ("" when null).
-func (e *edgeRig) lastUsed(t *testing.T, id string) string {
+// lastUsed is the token's last_used in GET /api/tokens (zero when null).
+func (e *edgeRig) lastUsed(t *testing.T, id string) time.Time {
 	r := e.must(200, "GET", "/api/tokens", e.adminKey, "")
 	var list []struct {
-		ID       int64   `json:"id"`
-		LastUsed *string `json:"last_used"`
+		ID       int64      `json:"id"`
+		LastUsed *time.Time `json:"last_used"`
 	}
 	if err := json.Unmarshal(r.Body, &list); err != nil {
 		t.Fatalf("tokens: %s", r.Body)
@@ -596,7 +610,7 @@ func (e *edgeRig) lastUsed(t *testing.T, id string) string {
 			return *tk.LastUsed
 		}
 	}
-	return ""
+	return time.Time{}
 }
 
 // countUsage counts the stored usage events of one user agent.
