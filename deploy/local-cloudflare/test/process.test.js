@@ -72,14 +72,21 @@ test("prints one JSON line, keeps stdout clean, exits 0 on SIGTERM", async () =>
   assert.match(p.stderr(), /stopping \(SIGTERM\)/);
 });
 
+/** Waits until the process answers on its admin API: up and serving, as when a person presses Ctrl-C. */
+async function serving(p) {
+  assert.equal((await fetch(`${p.info.admin}/health`)).status, 200);
+}
+
 test("exits 0 on SIGINT", async () => {
   const p = await start();
+  await serving(p);
   p.child.kill("SIGINT");
   assert.deepEqual(await exitOf(p), { code: 0, signal: null });
 });
 
 test("exits when its stdin closes (the parent died)", async () => {
   const p = await start();
+  await serving(p);
   p.child.stdin.end();
   assert.deepEqual(await exitOf(p), { code: 0, signal: null });
   assert.match(p.stderr(), /stdin closed/);
