@@ -9,13 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +22,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth/authtest"
 	"github.com/tokenmanager/tokenmanager/services/internal/dbtest"
+	"github.com/tokenmanager/tokenmanager/services/internal/testnet"
 )
 
 // binDir holds the binaries built once for all tests of the package.
@@ -57,55 +55,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// handedOut holds every port freeAddr has returned, so that no two
-// processes of this test binary are given the same one.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-// freeAddr returns a loopback address with a port nobody listens on now,
-// that no other caller of freeAddr in this test process was given, and that
-// lies below the kernel's ephemeral range: a port the kernel handed out
-// (port 0) may be taken by any outgoing connection, or by another test
-// package's listener, between this probe and the binary's own bind — one CI
-// run lost the gateway to "address already in use" that way.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lo, hi := fixedPortRange()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 1000 {
-		port := lo + rand.IntN(hi-lo)
-		if handedOut.ports[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // somebody's
-		}
-		l.Close()
-		handedOut.ports[port] = true
-		return fmt.Sprintf("127.0.0.1:%d", port)
-	}
-	t.Fatal("no free loopback port below the ephemeral range after 1000 tries")
-	return ""
-}
-
-// fixedPortRange is where freeAddr picks: from 10000 up to the start of
-// the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range; 32768 when
-// it cannot be read).
-func fixedPortRange() (lo, hi int) {
-	lo, hi = 10000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > lo+1000 {
-				hi = n
-			}
-		}
-	}
-	return lo, hi
-}
+// freeAddr returns a loopback address for a process the test starts.
+func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 
 // process is one running binary with its captured log.
 type process struct {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,6 +24,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/dbtest"
 	"github.com/tokenmanager/tokenmanager/services/internal/logging"
 	"github.com/tokenmanager/tokenmanager/services/internal/migrate"
+	"github.com/tokenmanager/tokenmanager/services/internal/testnet"
 )
 
 // childEnv makes the test binary run the usage service instead of tests,
@@ -99,14 +99,7 @@ func privatePG(t *testing.T) (url string, restart func(), ok bool) {
 	return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable", restart, true
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testnet.FreePort(t) }
 
 // child is the usage service running as a separate process.
 type child struct {
