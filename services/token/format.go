@@ -1,11 +1,11 @@
 package token
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"hash/crc32"
 	"strings"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/base62"
 )
 
 // Tokens follow GitHub's format: a prefix that names what the string is (so
@@ -17,9 +17,8 @@ import (
 const (
 	tokenPrefix    = "ntk_"
 	tokenRandomLen = 32
-	tokenSumLen    = 6
+	tokenSumLen    = base62.ChecksumLen
 	legacyBodyLen  = 43
-	base62Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 
 // TokenFormat is what ParseToken recognised.
@@ -33,8 +32,8 @@ const (
 
 // NewToken returns a fresh token in plaintext.
 func NewToken() string {
-	random := randomBase62(tokenRandomLen)
-	return tokenPrefix + random + crcBase62(random)
+	random := base62.Random(tokenRandomLen)
+	return tokenPrefix + random + base62.Checksum(random)
 }
 
 // ParseToken classifies s. It does not say whether the token exists.
@@ -45,14 +44,14 @@ func ParseToken(s string) TokenFormat {
 	}
 	switch len(body) {
 	case tokenRandomLen + tokenSumLen:
-		if !allIn(body, isBase62) {
+		if !base62.Valid(body) {
 			return FormatInvalid
 		}
-		if crcBase62(body[:tokenRandomLen]) == body[tokenRandomLen:] {
+		if base62.Checksum(body[:tokenRandomLen]) == body[tokenRandomLen:] {
 			return FormatV3
 		}
 	case legacyBodyLen:
-		if allIn(body, isBase64URL) {
+		if isBase64URL(body) {
 			return FormatLegacy
 		}
 	}
@@ -74,45 +73,12 @@ func Preview(s string) string {
 	return s[:12] + "..." + s[len(s)-6:]
 }
 
-func allIn(s string, ok func(byte) bool) bool {
+// isBase64URL reports whether s is all base64url characters (v2.7's tokens).
+func isBase64URL(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if !ok(s[i]) {
+		if c := s[i]; !base62.IsDigit(c) && c != '-' && c != '_' {
 			return false
 		}
 	}
 	return true
-}
-
-func isBase62(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
-}
-
-func isBase64URL(c byte) bool { return isBase62(c) || c == '-' || c == '_' }
-
-// randomBase62 returns n uniformly random base62 characters.
-func randomBase62(n int) string {
-	out := make([]byte, 0, n)
-	var buf [64]byte
-	for len(out) < n {
-		_, _ = rand.Read(buf[:]) // crypto/rand never fails
-		for _, b := range buf {
-			// Rejecting bytes ≥ 248 (= 4·62) keeps every character equally likely.
-			if b < 248 && len(out) < n {
-				out = append(out, base62Alphabet[b%62])
-			}
-		}
-	}
-	return string(out)
-}
-
-// crcBase62 is CRC32-IEEE of s in base62, most significant digit first,
-// zero-padded to 6 characters (62^6 > 2^32).
-func crcBase62(s string) string {
-	v := crc32.ChecksumIEEE([]byte(s))
-	var out [tokenSumLen]byte
-	for i := tokenSumLen - 1; i >= 0; i-- {
-		out[i] = base62Alphabet[v%62]
-		v /= 62
-	}
-	return string(out[:])
 }

@@ -3,6 +3,8 @@ package token
 import (
 	"strings"
 	"testing"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/base62"
 )
 
 func TestNewTokenFormat(t *testing.T) {
@@ -66,7 +68,7 @@ func FuzzParseToken(f *testing.F) {
 		switch ParseToken(s) {
 		case FormatV3:
 			body := s[len(tokenPrefix):]
-			if len(s) != 42 || crcBase62(body[:tokenRandomLen]) != body[tokenRandomLen:] {
+			if len(s) != 42 || base62.Checksum(body[:tokenRandomLen]) != body[tokenRandomLen:] {
 				t.Fatalf("accepted %q", s)
 			}
 		case FormatLegacy:

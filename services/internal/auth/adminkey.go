@@ -1,11 +1,11 @@
 package auth
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"hash/crc32"
 	"strings"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/base62"
 )
 
 // Admin API keys follow GitHub's token format: a prefix that says what the
@@ -19,16 +19,14 @@ const (
 	// adminKeyMinRandomLen is the least accepted: 27 characters ≥ 160 bits.
 	adminKeyMinRandomLen = 27
 	adminKeyMaxRandomLen = 64
-	checksumLen          = 6 // 62^6 > 2^32, so any CRC32 fits
+	checksumLen          = base62.ChecksumLen
 )
-
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // NewAdminKey returns a fresh admin API key in plaintext. Show it once and
 // store only HashKey of it.
 func NewAdminKey() string {
-	random := randomBase62(adminKeyRandomLen)
-	return adminKeyPrefix + random + checksum(random)
+	random := base62.Random(adminKeyRandomLen)
+	return adminKeyPrefix + random + base62.Checksum(random)
 }
 
 // ParseAdminKey reports whether s is a well-formed admin key: the prefix,
@@ -39,13 +37,11 @@ func ParseAdminKey(s string) bool {
 	if !ok || len(body) < adminKeyMinRandomLen+checksumLen || len(body) > adminKeyMaxRandomLen+checksumLen {
 		return false
 	}
-	for i := 0; i < len(body); i++ {
-		if strings.IndexByte(base62, body[i]) < 0 {
-			return false
-		}
+	if !base62.Valid(body) {
+		return false
 	}
 	random, sum := body[:len(body)-checksumLen], body[len(body)-checksumLen:]
-	return checksum(random) == sum
+	return base62.Checksum(random) == sum
 }
 
 // HashKey returns the lowercase hex SHA-256 of the whole key, the form in
@@ -53,31 +49,4 @@ func ParseAdminKey(s string) bool {
 func HashKey(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// randomBase62 returns n uniformly random base62 characters.
-func randomBase62(n int) string {
-	out := make([]byte, 0, n)
-	var buf [64]byte
-	for len(out) < n {
-		_, _ = rand.Read(buf[:]) // never fails (crypto/rand)
-		for _, b := range buf {
-			// 248 = 4·62: rejecting the bytes above it keeps the choice uniform.
-			if b < 248 && len(out) < n {
-				out = append(out, base62[b%62])
-			}
-		}
-	}
-	return string(out)
-}
-
-// checksum is CRC32 (IEEE) of s in base62, zero-padded to checksumLen.
-func checksum(s string) string {
-	v := crc32.ChecksumIEEE([]byte(s))
-	var out [checksumLen]byte
-	for i := checksumLen - 1; i >= 0; i-- {
-		out[i] = base62[v%62]
-		v /= 62
-	}
-	return string(out[:])
 }
