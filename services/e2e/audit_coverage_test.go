@@ -379,7 +379,7 @@ func TestAuditCoverage(t *testing.T) {
 	s := r.stack
 	r.clerk.AddUser(authtest.FakeUser{ID: covAdmin, Email: "covadmin@example.com", FirstName: "Cov", LastName: "Admin", CreatedAt: 1761000000000})
 	r.clerk.AddUser(authtest.FakeUser{ID: covMember, Email: "covmember@example.com", CreatedAt: 1761000000000})
-	s.teamExec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ($1, 'ADMIN')`, covAdmin)
+	s.exec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ($1, 'ADMIN')`, covAdmin)
 	var bootstrapID string
 	r.query(func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT id FROM team.admin_keys WHERE bootstrap AND revoked_at IS NULL`).Scan(&bootstrapID)

@@ -350,7 +350,7 @@ func setUpMatrix(t *testing.T, s *stack) func(caller) string {
 	} {
 		s.teamMust(t, 200, "POST", "/api/users/"+m[0]+"/team-membership", key, fmt.Sprintf(`{"team_id":"%s","role":"%s"}`, m[1], m[2]))
 	}
-	s.teamExec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ('user_global', 'ADMIN')`)
+	s.exec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ('user_global', 'ADMIN')`)
 
 	// A key that existed and was revoked (before any service cached it).
 	r := s.teamMust(t, 200, "POST", "/api/admin-keys", key, `{"name":"revoked","global_role":"ADMIN"}`)

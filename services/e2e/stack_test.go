@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth/authtest"
@@ -280,6 +283,60 @@ func lastCharChanged(s string) string {
 		c = 'y'
 	}
 	return s[:len(s)-1] + string(c)
+}
+
+// envOf is the value of key in the stack's environment.
+func (s *stack) envOf(key string) string {
+	for _, kv := range s.env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	s.t.Fatalf("stack has no %s", key)
+	return ""
+}
+
+// withDB runs f on a connection to the stack's database, as its
+// (superuser) owner.
+func (s *stack) withDB(t testing.TB, f func(ctx context.Context, c *pgx.Conn) error) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.envOf("DATABASE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := f(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exec runs one statement with args on the stack's database.
+func (s *stack) exec(t testing.TB, q string, args ...any) {
+	t.Helper()
+	s.withDB(t, func(ctx context.Context, c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+		return nil
+	})
+}
+
+// sql runs statements (each may hold several, e.g. a BEGIN … COMMIT) on the
+// stack's database.
+func (s *stack) sql(t testing.TB, stmts ...string) {
+	t.Helper()
+	for _, q := range stmts {
+		s.exec(t, q)
+	}
+}
+
+// count runs a query that returns one integer.
+func (s *stack) count(t testing.TB, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	s.withDB(t, func(ctx context.Context, c *pgx.Conn) error { return c.QueryRow(ctx, q, args...).Scan(&n) })
+	return n
 }
 
 func detail(t *testing.T, r response) string {

@@ -32,49 +32,19 @@ func (s *stack) teamMust(t *testing.T, status int, method, path, bearer, body st
 	return r
 }
 
-// teamDBURL is the stack's DATABASE_URL.
-func (s *stack) teamDBURL() string {
-	for _, kv := range s.env {
-		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			return v
-		}
-	}
-	s.t.Fatal("no DATABASE_URL in the stack's environment")
-	return ""
-}
-
-// teamExec runs a statement on the stack's database.
-func (s *stack) teamExec(t *testing.T, q string, args ...any) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), s.teamDBURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), q, args...); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-}
-
 // teamSnapshot is the team schema's state that refused requests must not
 // change.
 func (s *stack) teamSnapshot(t *testing.T) string {
 	t.Helper()
-	conn, err := pgx.Connect(context.Background(), s.teamDBURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
 	var out string
-	err = conn.QueryRow(context.Background(), `SELECT concat_ws('|',
+	s.withDB(t, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT concat_ws('|',
 		(SELECT string_agg(id || name || description || color || icon || updated_at::text, ',' ORDER BY id) FROM team.teams),
 		(SELECT string_agg(user_id || team_id || role, ',' ORDER BY user_id, team_id) FROM team.memberships),
 		(SELECT string_agg(id || coalesce(revoked_at::text, ''), ',' ORDER BY id) FROM team.admin_keys),
 		(SELECT string_agg(key_id || team_id || role, ',' ORDER BY key_id, team_id) FROM team.admin_key_roles),
 		(SELECT string_agg(id || coalesce(revoked_at::text, ''), ',' ORDER BY id) FROM team.invitations))`).Scan(&out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	return out
 }
 
@@ -102,7 +72,7 @@ func TestTeamREST(t *testing.T) {
 	seedPeople(s)
 	// user_root is a global ADMIN (no API grants that: it is set in
 	// PostgreSQL, or imported from Clerk once).
-	s.teamExec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ('user_root', 'ADMIN')`)
+	s.exec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ('user_root', 'ADMIN')`)
 	key := s.clerk.SessionToken(t, "user_root")
 	joey := func() string { return s.clerk.SessionToken(t, "user_joey") }
 	times := []string{"created_at", "updated_at"}

@@ -82,35 +82,13 @@ func (r *tokRig) call(method, path, bearer, body string) response {
 // must calls and requires the status.
 func (r *tokRig) must(status int, method, path, bearer, body string) response {
 	r.t.Helper()
-	resp := r.call(method, path, bearer, body)
-	if resp.Status != status {
-		r.t.Fatalf("%s %s: %d %s, want %d", method, path, resp.Status, resp.Body, status)
-	}
-	return resp
-}
-
-func (r *tokRig) dbURL() string {
-	for _, kv := range r.env {
-		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			return v
-		}
-	}
-	r.t.Fatal("no DATABASE_URL in the stack's environment")
-	return ""
+	return r.teamMust(r.t, status, method, path, bearer, body)
 }
 
 // query runs f on a connection to the stack's database.
 func (r *tokRig) query(f func(ctx context.Context, conn *pgx.Conn) error) {
 	r.t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, r.dbURL())
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := f(ctx, conn); err != nil {
-		r.t.Fatal(err)
-	}
+	r.withDB(r.t, f)
 }
 
 // user mints a fresh session token (they live a minute) for a Clerk user.

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -133,44 +132,6 @@ func (s *stack) postUsage(body []byte, secret string) response {
 	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
-func (s *stack) usageExec(t *testing.T, query string, args ...any) {
-	t.Helper()
-	var dbURL string
-	for _, kv := range s.env {
-		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			dbURL = v
-		}
-	}
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), query, args...); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (s *stack) usageCount(t *testing.T, query string) int64 {
-	t.Helper()
-	var dbURL string
-	for _, kv := range s.env {
-		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			dbURL = v
-		}
-	}
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var n int64
-	if err := conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 var usageVolatile = []string{"used_at", "hour", "last_used", "first_used"}
 
 func TestUsage(t *testing.T) {
@@ -186,8 +147,8 @@ func TestUsage(t *testing.T) {
 			s.dumpLogs()
 		}
 	}()
-	s.usageExec(t, `INSERT INTO team.teams (id, name) VALUES ('backend-team', 'Backend Team')`)
-	s.usageExec(t, `INSERT INTO team.memberships (user_id, team_id, role) VALUES
+	s.exec(t, `INSERT INTO team.teams (id, name) VALUES ('backend-team', 'Backend Team')`)
+	s.exec(t, `INSERT INTO team.memberships (user_id, team_id, role) VALUES
 		('user_core_manager', 'core-team', 'MANAGER'), ('user_core_viewer', 'core-team', 'VIEWER'),
 		('user_backend_dev', 'backend-team', 'DEVELOPER')`)
 	manager := s.clerk.SessionToken(t, "user_core_manager")
@@ -273,7 +234,7 @@ func TestUsage(t *testing.T) {
 		if resp.StatusCode != 401 {
 			t.Errorf("stale timestamp: %d", resp.StatusCode)
 		}
-		if n := s.usageCount(t, "SELECT count(*) FROM usage.events"); n != 10 {
+		if n := s.count(t, "SELECT count(*) FROM usage.events"); n != 10 {
 			t.Errorf("%d events stored, want 10", n)
 		}
 	})
@@ -398,7 +359,7 @@ func TestUsageAgainstRealServices(t *testing.T) {
 	default:
 		t.Fatalf("ingest: %d %s", r.Status, r.Body)
 	}
-	if n := s.usageCount(t, "SELECT count(*) FROM usage.events"); n != 0 {
+	if n := s.count(t, "SELECT count(*) FROM usage.events"); n != 0 {
 		t.Errorf("%d events stored", n)
 	}
 	for _, path := range []string{"/api/usage/stats", "/api/dashboard/overview", "/api/usage/route?route_path=/x"} {
