@@ -2,7 +2,6 @@ package server
 
 import (
 	"reflect"
-	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -47,21 +46,18 @@ func (m *contractMarshaler) Marshal(v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	desc := descriptorOf(v)
-	if desc == nil || !has64BitInts(desc) {
+	info := rewriteInfo(descriptorOf(v))
+	if info == nil {
 		return out, nil
 	}
-	return numberize(nil, out, shape{msg: infoOf(desc)})
+	return numberize(nil, out, shape{msg: info})
 }
 
 // marshalList writes a response_body list (a JSON array of messages) in one
 // buffer: runtime.JSONPb goes through encoding/json for slices, which grows
 // and copies its buffer over and over on a large list.
 func (m *contractMarshaler) marshalList(list reflect.Value) ([]byte, error) {
-	var rewrite *msgInfo
-	if md := descriptorOf(list.Interface()); has64BitInts(md) {
-		rewrite = infoOf(md)
-	}
+	rewrite := rewriteInfo(descriptorOf(list.Interface()))
 	out := append(make([]byte, 0, 256*list.Len()+2), '[')
 	var one []byte
 	var err error
@@ -140,21 +136,9 @@ func isInt64Wrapper(name protoreflect.FullName) bool {
 	return name == "google.protobuf.Int64Value" || name == "google.protobuf.UInt64Value"
 }
 
-// has64Cache remembers has64BitInts per message type: descriptors are
-// immutable, and the answer is needed on every response.
-var has64Cache sync.Map // protoreflect.FullName → bool
-
-// has64BitInts reports whether a message (transitively) has a 64-bit integer field.
-func has64BitInts(md protoreflect.MessageDescriptor) bool {
-	if v, ok := has64Cache.Load(md.FullName()); ok {
-		return v.(bool)
-	}
-	v := has64BitIntsWalk(md, map[protoreflect.FullName]bool{})
-	has64Cache.Store(md.FullName(), v)
-	return v
-}
-
-func has64BitIntsWalk(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+// has64BitInts reports whether a message (transitively) has a 64-bit
+// integer field.
+func has64BitInts(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
 	if isInt64Wrapper(md.FullName()) {
 		return true
 	}
@@ -171,7 +155,7 @@ func has64BitIntsWalk(md protoreflect.MessageDescriptor, seen map[protoreflect.F
 		if is64(f.Kind()) {
 			return true
 		}
-		if f.Message() != nil && has64BitIntsWalk(f.Message(), seen) {
+		if f.Message() != nil && has64BitInts(f.Message(), seen) {
 			return true
 		}
 	}

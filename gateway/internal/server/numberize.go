@@ -61,13 +61,23 @@ type msgInfo struct {
 	byName  map[string]shape
 }
 
-var msgInfos sync.Map // protoreflect.FullName → *msgInfo
+var msgInfos sync.Map // protoreflect.FullName → *msgInfo (nil: nothing to rewrite)
 
-func infoOf(md protoreflect.MessageDescriptor) *msgInfo {
+// rewriteInfo is md's msgInfo, or nil when md (or md == nil) holds no 64-bit
+// integer anywhere below it: its JSON is left as protojson wrote it. Worked
+// out once per message type.
+func rewriteInfo(md protoreflect.MessageDescriptor) *msgInfo {
+	if md == nil {
+		return nil
+	}
 	if v, ok := msgInfos.Load(md.FullName()); ok {
 		return v.(*msgInfo)
 	}
-	v, _ := msgInfos.LoadOrStore(md.FullName(), &msgInfo{md: md, wrapper: isInt64Wrapper(md.FullName())})
+	var info *msgInfo
+	if has64BitInts(md, map[protoreflect.FullName]bool{}) {
+		info = &msgInfo{md: md, wrapper: isInt64Wrapper(md.FullName())}
+	}
+	v, _ := msgInfos.LoadOrStore(md.FullName(), info)
 	return v.(*msgInfo)
 }
 
@@ -96,8 +106,8 @@ func fieldShape(f protoreflect.FieldDescriptor) shape {
 	switch {
 	case is64(elem.Kind()):
 		s.int64 = true
-	case elem.Message() != nil && has64BitInts(elem.Message()):
-		s.msg = infoOf(elem.Message())
+	case elem.Message() != nil:
+		s.msg = rewriteInfo(elem.Message()) // nil: copied as is
 	}
 	return s
 }

@@ -161,7 +161,7 @@ func TestNumberizeList(t *testing.T) {
 func TestNumberizeRefusesBrokenJSON(t *testing.T) {
 	md := (&tokenv1.Token{}).ProtoReflect().Descriptor()
 	for _, in := range []string{``, `{`, `{"id":"1"`, `{"id":"1"}x`, `{"name":"unterminated}`, `{"id" "1"}`, `[1,2`} {
-		if out, err := numberize(nil, []byte(in), shape{msg: infoOf(md)}); err == nil {
+		if out, err := numberize(nil, []byte(in), shape{msg: rewriteInfo(md)}); err == nil {
 			t.Errorf("numberize(%q) = %q, want an error", in, out)
 		}
 	}
