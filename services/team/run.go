@@ -49,15 +49,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		UserTTL:               cfg.UserCacheTTL,
 		InvitationRedirectURL: cfg.InvitationRedirectURL,
 	})
+	// The team service reads roles from its own tables (a few indexed
+	// queries), uncached, unlike app.RemoteResolver: a role change or key
+	// revocation applies to its own methods at once — the creator of a team
+	// can manage it on the next request.
 	authn, err := app.Authenticator(cfg.Common, log, srv.Resolver())
 	if err != nil {
 		return err
 	}
-	// The team service reads roles from its own tables (a few indexed
-	// queries), so it skips the platform's 5 s principal cache: a role
-	// change or key revocation applies to its own methods at once — the
-	// creator of a team can manage it on the next request.
-	authn.Resolver = srv.Resolver()
 
 	relays := []*outbox.Relay{
 		{Pool: pool, Schema: schema, Topics: []string{auditlog.Topic}, Handler: auditlog.Deliver(auditv1.NewAuditServiceClient(auditConn)), Logger: log},

@@ -55,11 +55,11 @@ func Dial(ctx context.Context, c Common, log *slog.Logger, addr string) (*grpc.C
 
 // Authenticator builds the authentication every service runs: Clerk session
 // tokens verified locally (when Clerk is configured), admin keys and users
-// resolved to roles by resolver (cached briefly), service credentials
-// verified with TM_SERVICE_SECRET.
+// resolved to roles by resolver, service credentials verified with
+// TM_SERVICE_SECRET.
 func Authenticator(c Common, log *slog.Logger, resolver auth.Resolver) (*auth.Authenticator, error) {
 	a := &auth.Authenticator{
-		Resolver:      auth.NewCachingResolver(resolver, auth.CacheOptions{}),
+		Resolver:      resolver,
 		ServiceSecret: []byte(c.ServiceSecret.Reveal()),
 		Public:        PublicMethods,
 		Log:           log,
@@ -80,9 +80,12 @@ func Authenticator(c Common, log *slog.Logger, resolver auth.Resolver) (*auth.Au
 	return a, nil
 }
 
-// RemoteResolver resolves principals through the team service.
+// RemoteResolver resolves principals through the team service, cached
+// briefly so that a request does not cost a call to it. (The team service
+// itself resolves from its own tables, uncached: a role change applies to
+// its own methods at once.)
 func RemoteResolver(conn grpc.ClientConnInterface) auth.Resolver {
-	return teamclient.Resolver{Client: teamv1.NewTeamServiceClient(conn)}
+	return auth.NewCachingResolver(teamclient.Resolver{Client: teamv1.NewTeamServiceClient(conn)}, auth.CacheOptions{})
 }
 
 // ServeOption adjusts Serve.
