@@ -3,7 +3,6 @@ package team
 import (
 	"context"
 	"log/slog"
-	"sync"
 
 	"google.golang.org/grpc"
 
@@ -58,26 +57,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	relays := []*outbox.Relay{
-		{Pool: pool, Schema: schema, Topics: []string{auditlog.Topic}, Handler: auditlog.Deliver(auditv1.NewAuditServiceClient(auditConn)), Logger: log},
-		{Pool: pool, Schema: schema, Topics: []string{TopicClerkRoles}, Handler: MirrorRoles(pool, dir, log), Logger: log},
-	}
-	rctx, stopRelays := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, r := range relays {
-		wg.Go(func() {
-			if err := r.Run(rctx); err != nil {
-				log.Error("outbox relay stopped", "error", err)
-			}
-		})
-	}
-	defer func() { stopRelays(); wg.Wait() }()
-
-	var metrics []app.ServeOption
-	for _, r := range relays {
-		metrics = append(metrics, app.WithMetrics(r.Register))
+	relays := []app.ServeOption{
+		app.WithRelay(&outbox.Relay{Pool: pool, Schema: schema, Topics: []string{auditlog.Topic},
+			Handler: auditlog.Deliver(auditv1.NewAuditServiceClient(auditConn)), Logger: log}, log),
+		app.WithRelay(&outbox.Relay{Pool: pool, Schema: schema, Topics: []string{TopicClerkRoles},
+			Handler: MirrorRoles(pool, dir, log), Logger: log}, log),
 	}
 	return app.Serve(ctx, cfg.Common, log, authn, func(s *grpc.Server) {
 		teamv1.RegisterTeamServiceServer(s, srv)
-	}, metrics...)
+	}, relays...)
 }

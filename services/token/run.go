@@ -3,7 +3,6 @@ package token
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -58,16 +57,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	svc := &Service{Pool: pool, Ring: ring, Teams: TeamClient{Client: teamv1.NewTeamServiceClient(teamConn)}}
 
-	bg, stopBG := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopBG()
-
-	auditRelay := &outbox.Relay{Pool: pool, Schema: schema, Topics: []string{auditlog.Topic}, Logger: log,
-		Handler: auditlog.Deliver(auditv1.NewAuditServiceClient(auditConn))}
-	metrics := []app.ServeOption{app.WithMetrics(auditRelay.Register)}
-	wg.Go(func() { _ = auditRelay.Run(bg) })
-
+	opts := []app.ServeOption{
+		app.WithRelay(&outbox.Relay{Pool: pool, Schema: schema, Topics: []string{auditlog.Topic}, Logger: log,
+			Handler: auditlog.Deliver(auditv1.NewAuditServiceClient(auditConn))}, log),
+		app.WithBackground(func(ctx context.Context) { runSweep(ctx, svc, log, cfg.ExpirySweepInterval) }),
+	}
 	var syncer *kvsync.Syncer
 	if cfg.Cloudflare.Configured() {
 		client, err := kvsync.NewClient(kvsync.Config{AccountID: cfg.Cloudflare.AccountID, APIToken: cfg.Cloudflare.APIToken.Reveal(),
@@ -76,21 +70,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		syncer = NewSyncer(svc, client, log)
-		kvRelay := NewKVRelay(svc, syncer, log, cfg.KVMaxBackoff)
-		metrics = append(metrics, app.WithMetrics(syncer.Register), app.WithMetrics(kvRelay.Register))
-		wg.Go(func() { _ = kvRelay.Run(bg) })
-		wg.Go(func() { syncer.RunReconciler(bg, cfg.KVReconcileInterval) })
+		opts = append(opts, app.WithMetrics(syncer.Register),
+			app.WithRelay(NewKVRelay(svc, syncer, log, cfg.KVMaxBackoff), log),
+			app.WithBackground(func(ctx context.Context) { syncer.RunReconciler(ctx, cfg.KVReconcileInterval) }))
 		log.Info("KV sync enabled", "base_url", cfg.Cloudflare.BaseURL, "reconcile_interval", cfg.KVReconcileInterval)
 	} else {
 		// Changes still queue in the outbox; they are delivered once
 		// Cloudflare is configured and the service restarts.
 		log.Warn("Cloudflare KV is not configured (CF_ACCOUNT_ID, CF_API_TOKEN, CF_KV_NAMESPACE_ID): KV sync disabled")
 	}
-	wg.Go(func() { runSweep(bg, svc, log, cfg.ExpirySweepInterval) })
 
 	return app.Serve(ctx, cfg.Common, log, authn, func(s *grpc.Server) {
 		tokenv1.RegisterTokenServiceServer(s, NewServer(svc, syncer))
-	}, metrics...)
+	}, opts...)
 }
 
 // runSweep removes expired tokens and ended grace periods from KV.

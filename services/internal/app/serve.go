@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/grpcserver"
 	"github.com/tokenmanager/tokenmanager/services/internal/migrate"
+	"github.com/tokenmanager/tokenmanager/services/internal/outbox"
 	"github.com/tokenmanager/tokenmanager/services/internal/teamclient"
 )
 
@@ -92,7 +94,27 @@ func RemoteResolver(conn grpc.ClientConnInterface) auth.Resolver {
 type ServeOption func(*serveOptions)
 
 type serveOptions struct {
-	metrics []func(prometheus.Registerer) error
+	metrics    []func(prometheus.Registerer) error
+	background []func(context.Context)
+}
+
+// WithBackground runs f beside the server (a sweep, a reconciler): from
+// before the server listens until it has stopped, on a context cancelled
+// then. Serve returns once every f has returned.
+func WithBackground(f func(ctx context.Context)) ServeOption {
+	return func(o *serveOptions) { o.background = append(o.background, f) }
+}
+
+// WithRelay runs an outbox relay in the background and serves its metrics.
+func WithRelay(r *outbox.Relay, log *slog.Logger) ServeOption {
+	return func(o *serveOptions) {
+		WithMetrics(r.Register)(o)
+		WithBackground(func(ctx context.Context) {
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("outbox relay stopped", "topics", r.Topics, "error", err)
+			}
+		})(o)
+	}
 }
 
 // WithMetrics registers a service's own collectors (outbox relays, sync
@@ -117,5 +139,13 @@ func Serve(ctx context.Context, c Common, log *slog.Logger, authn *auth.Authenti
 	}
 	srv := grpcserver.New(grpcserver.Options{Name: c.Name, Log: log, Auth: authn, Registerer: reg})
 	register(srv.GRPC())
+
+	bg, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, f := range o.background {
+		wg.Go(func() { f(bg) })
+	}
+	defer wg.Wait()
+	defer stop()
 	return srv.Run(ctx, c.GRPCAddr, c.MetricsAddr)
 }
