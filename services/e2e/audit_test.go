@@ -93,11 +93,7 @@ func TestAuditTrail(t *testing.T) {
 	}
 
 	t.Run("list", func(t *testing.T) {
-		r := s.do("GET", "/api/dashboard/audit-logs?limit=3&offset=1&team_id="+auditTeam, viewer, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "audit_logs.json", r.Body, []string{"id"})
+		r := s.getGolden(t, "/api/dashboard/audit-logs?limit=3&offset=1&team_id="+auditTeam, viewer, "audit_logs.json", []string{"id"})
 		var body struct {
 			Total int
 			Data  []struct {
@@ -153,11 +149,7 @@ func TestAuditTrail(t *testing.T) {
 	})
 
 	t.Run("stats", func(t *testing.T) {
-		r := s.do("GET", "/api/stats", viewer, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "audit_stats.json", r.Body, nil)
+		s.getGolden(t, "/api/stats", viewer, "audit_stats.json", nil)
 	})
 
 	t.Run("export", func(t *testing.T) {
@@ -180,11 +172,7 @@ func TestAuditTrail(t *testing.T) {
 	})
 
 	t.Run("verify, then tamper", func(t *testing.T) {
-		r := s.do("GET", "/api/dashboard/audit-logs/verify", s.adminKey, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "audit_verify.json", r.Body, []string{"events_checked"})
+		r := s.getGolden(t, "/api/dashboard/audit-logs/verify", s.adminKey, "audit_verify.json", []string{"events_checked"})
 		var v struct {
 			EventsChecked int64 `json:"events_checked"`
 		}

@@ -69,3 +69,15 @@ func mask(v any, keys []string) any {
 	}
 	return v
 }
+
+// getGolden GETs path as bearer, requires 200 and compares the body with
+// testdata/<name> (volatile keys masked).
+func (s *stack) getGolden(t *testing.T, path, bearer, name string, volatile []string) response {
+	t.Helper()
+	r := s.do("GET", path, bearer, nil)
+	if r.Status != 200 {
+		t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
+	}
+	assertGolden(t, name, r.Body, volatile)
+	return r
+}

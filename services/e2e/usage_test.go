@@ -240,32 +240,16 @@ func TestUsage(t *testing.T) {
 	})
 
 	t.Run("stats", func(t *testing.T) {
-		r := s.do("GET", "/api/usage/stats", s.adminKey, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "usage_stats.json", r.Body, usageVolatile)
-		r = s.do("GET", "/api/usage/stats", backendDev, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "usage_stats_backend_developer.json", r.Body, usageVolatile)
-		r = s.do("GET", "/api/usage/stats", loner, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "usage_stats_empty.json", r.Body, usageVolatile)
+		s.getGolden(t, "/api/usage/stats", s.adminKey, "usage_stats.json", usageVolatile)
+		s.getGolden(t, "/api/usage/stats", backendDev, "usage_stats_backend_developer.json", usageVolatile)
+		s.getGolden(t, "/api/usage/stats", loner, "usage_stats_empty.json", usageVolatile)
 		if r := s.do("GET", "/api/usage/stats", "", nil); r.Status != 401 {
 			t.Errorf("anonymous: %d", r.Status)
 		}
 	})
 
 	t.Run("token usage", func(t *testing.T) {
-		r := s.do("GET", "/api/usage/token/42?limit=3", manager, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "usage_token.json", r.Body, usageVolatile)
+		r := s.getGolden(t, "/api/usage/token/42?limit=3", manager, "usage_token.json", usageVolatile)
 		for _, c := range []struct {
 			name, path, bearer string
 			status             int
@@ -291,17 +275,9 @@ func TestUsage(t *testing.T) {
 	})
 
 	t.Run("route usage", func(t *testing.T) {
-		r := s.do("GET", "/api/usage/route?route_path=/api/openai&limit=2", viewer, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "usage_route.json", r.Body, usageVolatile)
-		r = s.do("GET", "/api/usage/route", s.adminKey, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "usage_route_list.json", r.Body, usageVolatile)
-		r = s.do("GET", "/api/usage/route?route_path=/api/openai", backendDev, nil)
+		s.getGolden(t, "/api/usage/route?route_path=/api/openai&limit=2", viewer, "usage_route.json", usageVolatile)
+		s.getGolden(t, "/api/usage/route", s.adminKey, "usage_route_list.json", usageVolatile)
+		r := s.do("GET", "/api/usage/route?route_path=/api/openai", backendDev, nil)
 		if r.Status != 200 || !strings.Contains(string(r.Body), `"total_calls":0`) {
 			t.Errorf("another team's route usage: %d %s", r.Status, r.Body)
 		}
@@ -311,18 +287,10 @@ func TestUsage(t *testing.T) {
 	})
 
 	t.Run("dashboard overview", func(t *testing.T) {
-		r := s.do("GET", "/api/dashboard/overview", s.adminKey, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
 		// total_teams comes from the team service's CountTeams: every team,
 		// not only those holding tokens, and nothing is unavailable.
-		assertGolden(t, "dashboard_overview.json", r.Body, nil)
-		r = s.do("GET", "/api/dashboard/overview", backendDev, nil)
-		if r.Status != 200 {
-			t.Fatalf("%d %s", r.Status, r.Body)
-		}
-		assertGolden(t, "dashboard_overview_backend_developer.json", r.Body, nil)
+		s.getGolden(t, "/api/dashboard/overview", s.adminKey, "dashboard_overview.json", nil)
+		s.getGolden(t, "/api/dashboard/overview", backendDev, "dashboard_overview_backend_developer.json", nil)
 		if r := s.do("GET", "/api/dashboard/overview", "", nil); r.Status != 401 {
 			t.Errorf("anonymous: %d", r.Status)
 		}
