@@ -421,7 +421,7 @@ func TestAuditCoverage(t *testing.T) {
 
 	// Events arrive through the services' outboxes: wait (with a deadline)
 	// until every call's events are listed.
-	byRequest := map[string][]auditRow{}
+	var byRequest map[string][]auditRow
 	var bodies [][]byte
 	deadline := time.Now().Add(30 * time.Second)
 	for {

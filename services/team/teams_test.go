@@ -183,6 +183,9 @@ func TestDeleteTeam(t *testing.T) {
 	if err := del(root, "ghost"); code(err) != codes.NotFound {
 		t.Errorf("missing: %v", err)
 	}
+	if after := h.snapshot(); after != before {
+		t.Errorf("refused deletes changed the database")
+	}
 	h.exec(`DELETE FROM team.memberships WHERE user_id = 'user_dev'`)
 	before = h.snapshot()
 

@@ -82,12 +82,11 @@ type Server struct {
 	*httptest.Server
 	Token string
 
-	mu     sync.Mutex
-	kv     map[string]entry
-	log    []Request
-	fault  func(Request) Fault
-	hook   func(Change)
-	nextOK time.Time
+	mu    sync.Mutex
+	kv    map[string]entry
+	log   []Request
+	fault func(Request) Fault
+	hook  func(Change)
 }
 
 // New starts a fake, closed when t ends.
