@@ -82,10 +82,14 @@ func (r *Relay) init() error {
 			ORDER BY o.next_attempt_at, o.id
 			LIMIT $2
 			FOR UPDATE OF o SKIP LOCKED`, t)
+		// Run in the claim's transaction: now() is the claim's instant, so a
+		// row that became due since then counts (a negative wait: claim
+		// again at once), while rows due at the claim but locked by another
+		// relay do not.
 		r.sql.nextDue = fmt.Sprintf(`
 			SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - clock_timestamp())::float8
 			FROM %s
-			WHERE next_attempt_at > clock_timestamp() AND ($1::text[] IS NULL OR topic = ANY($1))`, t)
+			WHERE next_attempt_at > now() AND ($1::text[] IS NULL OR topic = ANY($1))`, t)
 		r.sql.deleteDone = fmt.Sprintf(`DELETE FROM %s WHERE id = ANY($1)`, t)
 		r.sql.reschedule = fmt.Sprintf(`
 			UPDATE %s o
@@ -111,14 +115,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	wg.Go(func() { r.listen(ctx, wake) })
 
 	for {
-		n, err := r.deliverBatch(ctx)
-		var wait time.Duration // none after a batch: there may be more
-		if err == nil && n == 0 {
-			// Nothing is due: sleep until a failed entry is due again, or a
-			// notification comes. Due rows locked by another relay are
-			// that relay's business.
-			wait, err = r.untilNextDue(ctx)
-		}
+		// After a batch there may be more (wait 0); when nothing was due,
+		// sleep until a failed entry is due again or a notification comes.
+		wait, err := r.deliverBatch(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -147,11 +146,11 @@ func (r *Relay) topics() []string {
 	return r.Topics
 }
 
-// untilNextDue returns how long until a failed entry is due again, at most
-// PollInterval.
-func (r *Relay) untilNextDue(ctx context.Context) (time.Duration, error) {
+// untilNextDue returns how long until an entry not due at the claim is
+// due, at most PollInterval; tx is the claim's transaction.
+func (r *Relay) untilNextDue(ctx context.Context, tx pgx.Tx) (time.Duration, error) {
 	var secs *float64
-	if err := r.Pool.QueryRow(ctx, r.sql.nextDue, r.topics()).Scan(&secs); err != nil {
+	if err := tx.QueryRow(ctx, r.sql.nextDue, r.topics()).Scan(&secs); err != nil {
 		return 0, err
 	}
 	if secs == nil {
@@ -162,8 +161,10 @@ func (r *Relay) untilNextDue(ctx context.Context) (time.Duration, error) {
 
 // deliverBatch claims up to BatchSize due entries, hands them to the
 // Handler and records the outcome, all in one transaction whose row locks
-// keep other relays off these entries. It returns the number of entries.
-func (r *Relay) deliverBatch(ctx context.Context) (int, error) {
+// keep other relays off these entries. It returns how long to wait before
+// the next claim: 0 after a batch (there may be more), else until the next
+// entry is due.
+func (r *Relay) deliverBatch(ctx context.Context) (time.Duration, error) {
 	tx, err := r.Pool.Begin(ctx)
 	if err != nil {
 		return 0, err
@@ -176,8 +177,11 @@ func (r *Relay) deliverBatch(ctx context.Context) (int, error) {
 		err := row.Scan(&e.ID, &e.Topic, &e.Key, &e.Payload, &e.Attempts, &e.CreatedAt)
 		return e, err
 	})
-	if err != nil || len(entries) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	if len(entries) == 0 {
+		return r.untilNextDue(ctx, tx)
 	}
 
 	results := r.Handler(ctx, entries)
@@ -228,7 +232,7 @@ func (r *Relay) deliverBatch(ctx context.Context) (int, error) {
 	for i, e := range entries {
 		r.metrics.observe(e.Topic, results == nil || results[i] == nil)
 	}
-	return len(entries), nil
+	return 0, nil
 }
 
 // backoff returns the delay after the given number of failures: MinBackoff
