@@ -56,7 +56,7 @@ func BenchmarkPropagation(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "b", TeamID: "backend-team"})
+		c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "b", TeamID: "backend-team", Scopes: []string{"*"}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -38,7 +38,7 @@ func TestGraceEndKeptOnToken(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	svc := newService(t)
-	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "g", TeamID: "backend-team"})
+	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "g", TeamID: "backend-team", Scopes: []string{"*"}})
 	require.NoError(t, err)
 	require.Nil(t, storedGraceEnd(t, svc, c.ID))
 	require.Nil(t, listedGraceEnd(t, svc, c.ID))
@@ -92,7 +92,7 @@ func TestRotateAndSweepDoNotDeadlock(t *testing.T) {
 	svc := newService(t)
 	var ids []int64
 	for range 4 {
-		c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "d", TeamID: "backend-team"})
+		c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "d", TeamID: "backend-team", Scopes: []string{"*"}})
 		require.NoError(t, err)
 		ids = append(ids, c.ID)
 	}

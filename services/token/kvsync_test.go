@@ -20,7 +20,7 @@ func TestKVSyncBasic(t *testing.T) {
 	ctx := context.Background()
 	svc := newService(t)
 	rig := newKVRig(t, svc)
-	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "a", TeamID: "backend-team", Scopes: []string{"image"}})
+	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "a", TeamID: "backend-team", Scopes: []string{"*"}})
 	require.NoError(t, err)
 	_, err = svc.CreateRoute(ctx, globalAdmin, openAI())
 	require.NoError(t, err)
@@ -61,7 +61,7 @@ func TestKVSyncUnderFaults(t *testing.T) {
 	})
 	var revoked []string
 	for i := range 20 {
-		c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: fmt.Sprintf("t%d", i), TeamID: "backend-team"})
+		c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: fmt.Sprintf("t%d", i), TeamID: "backend-team", Scopes: []string{"*"}})
 		require.NoError(t, err)
 		if i%2 == 0 {
 			require.NoError(t, svc.DeleteToken(ctx, globalAdmin, c.ID))
@@ -95,7 +95,7 @@ func TestKVRelayResumesAfterKill(t *testing.T) {
 	rig := newKVRig(t, svc)
 	rig.fake.SetFaults(func(cftest.Request) cftest.Fault { return cftest.Fault{Kind: cftest.ServerError} })
 	for i := range 10 {
-		_, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: fmt.Sprintf("t%d", i), TeamID: "backend-team"})
+		_, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: fmt.Sprintf("t%d", i), TeamID: "backend-team", Scopes: []string{"*"}})
 		require.NoError(t, err)
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -153,7 +153,7 @@ func TestReconcilerRepairsDrift(t *testing.T) {
 	ctx := context.Background()
 	svc := newService(t)
 	rig := newKVRig(t, svc)
-	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "a", TeamID: "backend-team"})
+	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "a", TeamID: "backend-team", Scopes: []string{"*"}})
 	require.NoError(t, err)
 	_, err = svc.CreateRoute(ctx, globalAdmin, openAI())
 	require.NoError(t, err)

@@ -132,6 +132,9 @@ func (s *Service) CreateToken(ctx context.Context, p *auth.Principal, in NewToke
 	out := &Created{Plaintext: plain, Token: Token{Name: in.Name, TeamID: in.TeamID, CreatedBy: p.ID,
 		Description: in.Description, Preview: Preview(plain), Scopes: scopes, CreatedAt: now, ExpiresAt: expires}}
 	err = db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		if err := checkScopesKnown(ctx, tx, scopes); err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, `
 			INSERT INTO token.tokens (name, team_id, created_by, description, scopes, preview, created_at, updated_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING id`,
@@ -261,6 +264,9 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 			t.Description = *in.Description
 		}
 		if in.ScopesSet {
+			if err := checkScopesKnown(ctx, tx, in.Scopes); err != nil {
+				return err
+			}
 			details["scopes"] = map[string]any{"from": anySlice(t.Scopes), "to": anySlice(in.Scopes)}
 			t.Scopes, kvChanged = in.Scopes, true
 		}

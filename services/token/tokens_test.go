@@ -22,6 +22,10 @@ func TestTokenLifecycle(t *testing.T) {
 	dev := member("user_dev", "backend-team", auth.RoleDeveloper)
 	mgr := member("user_mgr", "backend-team", auth.RoleManager)
 	otherDev := member("user_dev2", "backend-team", auth.RoleDeveloper)
+	// The scopes below must name a route's service segment and tag.
+	_, err := svc.CreateRoute(ctx, globalAdmin, RouteInput{Name: "Image", Path: "/api/image", BackendURL: "https://img.example.com",
+		Tags: []string{"media"}, AuthType: "none"})
+	require.NoError(t, err)
 
 	c, err := svc.CreateToken(ctx, dev, NewTokenInput{Name: "n8n", TeamID: "backend-team", Description: "pipeline",
 		Scopes: []string{"image", "tag:media", "image"}, ExpiresDays: ptr(int32(90))})
@@ -34,7 +38,7 @@ func TestTokenLifecycle(t *testing.T) {
 	require.Zero(t, count(t, svc.Pool, `SELECT count(*) FROM token.token_secrets WHERE ciphertext LIKE '%'||$1||'%'`, c.Plaintext))
 	require.Equal(t, 1, count(t, svc.Pool, `SELECT count(*) FROM token.token_secrets WHERE hash = $1`, HashToken(c.Plaintext)))
 	require.Equal(t, 1, count(t, svc.Pool, `SELECT count(*) FROM token.outbox WHERE topic = 'kv' AND key = $1`, "token:"+HashToken(c.Plaintext)))
-	require.Equal(t, 1, count(t, svc.Pool, `SELECT count(*) FROM token.outbox WHERE topic = 'audit' AND payload->>'action' = 'create'`))
+	require.Equal(t, 1, count(t, svc.Pool, `SELECT count(*) FROM token.outbox WHERE topic = 'audit' AND payload->>'action' = 'create' AND payload->>'entityType' = 'token'`))
 
 	// KV value: contract §3.2.
 	want := desired(t, svc)["token:"+HashToken(c.Plaintext)]
@@ -128,8 +132,8 @@ func TestCreateTokenBadInput(t *testing.T) {
 	}
 	require.Zero(t, count(t, svc.Pool, `SELECT count(*) FROM token.tokens`))
 	require.Zero(t, count(t, svc.Pool, `SELECT count(*) FROM token.outbox`))
-	// Defaults: no scopes → ["*"], no expiry → never.
-	c, err := svc.CreateToken(ctx, dev, NewTokenInput{Name: "n", TeamID: "backend-team"})
+	// Default: no expiry → never.
+	c, err := svc.CreateToken(ctx, dev, NewTokenInput{Name: "n", TeamID: "backend-team", Scopes: []string{"*"}})
 	require.NoError(t, err)
 	require.Equal(t, []string{"*"}, c.Scopes)
 	require.Nil(t, c.ExpiresAt)
@@ -166,7 +170,7 @@ func TestRotation(t *testing.T) {
 	ctx := context.Background()
 	svc := newService(t)
 	mgr := member("user_mgr", "backend-team", auth.RoleManager)
-	c, err := svc.CreateToken(ctx, mgr, NewTokenInput{Name: "r", TeamID: "backend-team"})
+	c, err := svc.CreateToken(ctx, mgr, NewTokenInput{Name: "r", TeamID: "backend-team", Scopes: []string{"*"}})
 	require.NoError(t, err)
 	oldHash := HashToken(c.Plaintext)
 
@@ -219,9 +223,9 @@ func TestExpiryAndInternalRPCs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	svc := newService(t)
-	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "e", TeamID: "backend-team", ExpiresDays: ptr(int32(1))})
+	c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "e", TeamID: "backend-team", Scopes: []string{"*"}, ExpiresDays: ptr(int32(1))})
 	require.NoError(t, err)
-	c2, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "f", TeamID: "media-team", ExpiresDays: ptr(int32(10))})
+	c2, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "f", TeamID: "media-team", Scopes: []string{"*"}, ExpiresDays: ptr(int32(10))})
 	require.NoError(t, err)
 	h := HashToken(c.Plaintext)
 

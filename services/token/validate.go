@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"path"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
 )
 
@@ -58,11 +60,12 @@ func checkTeamID(id string) error {
 	return nil
 }
 
-// normalizeScopes validates scopes ("*", a service name, "tag:<tag>"),
-// drops duplicates and defaults an empty list to ["*"] as the dashboard does.
+// normalizeScopes validates the syntax of scopes ("*", a service name,
+// "tag:<tag>") and drops duplicates. A token needs at least one scope
+// (contract §1.4): a missing, null or empty list is refused, never widened.
 func normalizeScopes(in []string) ([]string, error) {
 	if len(in) == 0 {
-		return []string{"*"}, nil
+		return nil, errs.Invalid("scopes must have at least one entry")
 	}
 	if len(in) > maxScopes {
 		return nil, errs.Invalid(fmt.Sprintf("at most %d scopes", maxScopes))
@@ -81,6 +84,58 @@ func normalizeScopes(in []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkScopesKnown refuses a scope that grants nothing: a service scope must
+// be the service segment (the second path segment, as the Worker matches it,
+// contract §4) of some route, a "tag:<t>" scope must name a tag some route
+// carries; "*" is always valid. It reads the routes table inside tx, the
+// transaction that writes the token.
+func checkScopesKnown(ctx context.Context, tx pgx.Tx, scopes []string) error {
+	var services, tags []string
+	for _, s := range scopes {
+		if tag, isTag := strings.CutPrefix(s, "tag:"); isTag {
+			tags = append(tags, tag)
+		} else if s != "*" {
+			services = append(services, s)
+		}
+	}
+	if len(services) == 0 && len(tags) == 0 {
+		return nil
+	}
+	knownServices, knownTags := map[string]bool{}, map[string]bool{}
+	rows, err := tx.Query(ctx, `
+		SELECT 's', split_part(path, '/', 3) FROM token.routes WHERE split_part(path, '/', 3) = ANY($1)
+		UNION SELECT 't', tag FROM token.routes, unnest(tags) AS tag WHERE tag = ANY($2)`, services, tags)
+	if err != nil {
+		return fmt.Errorf("load route scopes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind, v string
+		if err := rows.Scan(&kind, &v); err != nil {
+			return fmt.Errorf("load route scopes: %w", err)
+		}
+		if kind == "s" {
+			knownServices[v] = true
+		} else {
+			knownTags[v] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load route scopes: %w", err)
+	}
+	for _, s := range scopes {
+		tag, isTag := strings.CutPrefix(s, "tag:")
+		switch {
+		case s == "*":
+		case isTag && !knownTags[tag]:
+			return errs.Invalid(fmt.Sprintf("Unknown scope %q: no route has the tag %q", clip(s), clip(tag)))
+		case !isTag && !knownServices[s]:
+			return errs.Invalid(fmt.Sprintf("Unknown scope %q: no route path has %q as its service segment (like /api/%s)", clip(s), clip(s), clip(s)))
+		}
+	}
+	return nil
 }
 
 func normalizeTags(in []string) ([]string, error) {
