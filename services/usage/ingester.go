@@ -3,6 +3,7 @@ package usage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -164,7 +165,9 @@ func (in *Ingester) commit(batch []*job) {
 	if err != nil {
 		in.log.Error("usage batch not committed", "events", len(evs), "requests", len(batch), "error", err)
 		for _, j := range batch {
-			j.result <- ingestResult{err: errs.Wrap(err, errs.ErrUnavailable, "Usage store unavailable; retry")}
+			// Classified at the RPC boundary (errs.ToStatus): a lost or
+			// refused connection and commitTimeout answer Unavailable.
+			j.result <- ingestResult{err: fmt.Errorf("usage batch not committed: %w", err)}
 		}
 		return
 	}

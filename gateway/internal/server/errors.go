@@ -96,9 +96,18 @@ func errorHandler(log *slog.Logger) runtime.ErrorHandlerFunc {
 		if code >= 500 && code != http.StatusNotImplemented {
 			log.ErrorContext(ctx, "rpc failed", "path", r.URL.Path, "code", st.Code().String(), "error", st.Message())
 		}
+		if code == http.StatusServiceUnavailable {
+			// A dependency is briefly away (database restart, a service
+			// restarting): the request is safe to retry shortly.
+			w.Header().Set("Retry-After", retryAfterSeconds)
+		}
 		writeError(w, code, clientDetail(st))
 	}
 }
+
+// retryAfterSeconds is the Retry-After of a 503: long enough for a
+// PostgreSQL restart or a pool reconnect, short for a dashboard.
+const retryAfterSeconds = "2"
 
 // routingErrorHandler answers unknown paths and wrong methods in the same shape.
 func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {

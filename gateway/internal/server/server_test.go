@@ -201,6 +201,9 @@ func TestErrorsBecomeDetailWithStatus(t *testing.T) {
 		if rec.Header().Get("Access-Control-Allow-Origin") != "https://token.example.com" {
 			t.Errorf("%v: error response lacks CORS headers", c.err)
 		}
+		if ra := rec.Header().Get("Retry-After"); (c.status == 503) != (ra != "") {
+			t.Errorf("%v: status %d with Retry-After %q", c.err, c.status, ra)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -76,7 +77,9 @@ func TestToStatus(t *testing.T) {
 			fmt.Errorf("calling team at 10.0.0.7: %w", already),
 			codes.Unavailable, "team service unavailable", false},
 		{"canceled", fmt.Errorf("query: %w", context.Canceled), codes.Canceled, "request canceled", false},
-		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded", false},
+		{"server-side deadline (caller's ctx alive)", context.DeadlineExceeded, codes.Unavailable, "Service temporarily unavailable, please retry", false},
+		{"unexpected EOF", fmt.Errorf("lookup admin key: %w", io.ErrUnexpectedEOF), codes.Unavailable, "Service temporarily unavailable, please retry", false},
+		{"admin shutdown", fmt.Errorf("select: %w", pgErr("57P01")), codes.Unavailable, "Service temporarily unavailable, please retry", false},
 		{"unique violation", fmt.Errorf("insert token: %w", pgErr("23505")), codes.AlreadyExists, "already exists", false},
 		{"serialization failure", pgErr("40001"), codes.Aborted, "concurrent update conflict, please retry", false},
 		{"deadlock", pgErr("40P01"), codes.Aborted, "concurrent update conflict, please retry", false},

@@ -35,8 +35,11 @@ const (
 //   - a domain error (see Error) gets its kind's code and its message;
 //   - a gRPC status (for example from a call to another service) keeps its
 //     code and its own message, without the text it was wrapped in;
-//   - context.Canceled and context.DeadlineExceeded become Canceled and
-//     DeadlineExceeded;
+//   - context.Canceled becomes Canceled; context.DeadlineExceeded becomes
+//     DeadlineExceeded when ctx (the caller's) has expired, and Unavailable
+//     when a deadline of the server's own ran out (pool exhaustion);
+//   - a lost or refused database connection, PostgreSQL shutting down or
+//     out of connections (see IsUnavailable) becomes Unavailable;
 //   - a PostgreSQL unique violation becomes AlreadyExists and a
 //     serialization failure or deadlock becomes Aborted, both with generic
 //     messages; any other database error is internal;
@@ -62,9 +65,23 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 			return st.Err() // without the text it was wrapped in
 		}
 	}
+	if IsUnavailable(err) {
+		// The database went away (restart, failover, connection limit):
+		// the client may retry, so this is not an internal error.
+		logger(log).LogAttrs(ctx, slog.LevelWarn, "dependency unavailable mapped to Unavailable",
+			slog.String("error", err.Error()))
+		return status.Error(codes.Unavailable, msgUnavailable)
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		// A deadline of the server's own ran out while the caller's has
+		// not: waiting for a pool connection (every one busy, or none
+		// could be opened) or a dependency took too long. Retryable.
+		logger(log).LogAttrs(ctx, slog.LevelWarn, "server-side deadline mapped to Unavailable",
+			slog.String("error", err.Error()))
+		return status.Error(codes.Unavailable, msgUnavailable)
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
