@@ -28,6 +28,7 @@ type fakeTokens struct {
 	tokenv1.UnimplementedTokenServiceServer
 	mu            sync.Mutex
 	counts        map[string]int64
+	retired       map[string]bool
 	unimplemented bool
 }
 
@@ -42,6 +43,24 @@ func (f *fakeTokens) GetTokenStats(_ context.Context, req *tokenv1.GetTokenStats
 		n += f.counts[t]
 	}
 	return &tokenv1.GetTokenStatsResponse{TotalTokens: n}, nil
+}
+
+// RetireTeam refuses while the map counts tokens for the team, as the token
+// service does, and remembers the teams it retired.
+func (f *fakeTokens) RetireTeam(_ context.Context, req *tokenv1.RetireTeamRequest) (*tokenv1.RetireTeamResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unimplemented {
+		return nil, status.Error(codes.Unimplemented, "not yet")
+	}
+	if n := f.counts[req.GetTeamId()]; n > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "Cannot delete team with %d tokens. Please revoke them first.", n)
+	}
+	if f.retired == nil {
+		f.retired = map[string]bool{}
+	}
+	f.retired[req.GetTeamId()] = true
+	return &tokenv1.RetireTeamResponse{}, nil
 }
 
 func (f *fakeTokens) set(team string, n int64, unimplemented bool) {
@@ -80,7 +99,7 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(func() { _ = conn.Close() })
 	h.srv = NewServer(h.pool, Options{
 		Directory: NewDirectory(h.clerk.URL(), authtest.SecretKey),
-		Tokens:    TokenServiceCounter{Client: tokenv1.NewTokenServiceClient(conn)},
+		Tokens:    TokenServiceTeams{Client: tokenv1.NewTokenServiceClient(conn)},
 	})
 	h.svc = h.srv.Service()
 	return h

@@ -57,10 +57,15 @@ func (s *Store) GetTeam(ctx context.Context, id string, lock bool) (TeamWithCoun
 	return t, nil
 }
 
-// InsertTeam creates a team; a taken id is a Conflict.
+// InsertTeam creates a team; a taken id, or the id of a deleted team, is a
+// Conflict.
 func (s *Store) InsertTeam(ctx context.Context, t Team) error {
-	_, err := s.q.Exec(ctx, `INSERT INTO team.teams (id, name, description, color, icon, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6)`, t.ID, t.Name, t.Description, t.Color, t.Icon, t.CreatedBy)
+	tag, err := s.q.Exec(ctx, `INSERT INTO team.teams (id, name, description, color, icon, created_by)
+		SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM team.deleted_teams WHERE id = $1)`,
+		t.ID, t.Name, t.Description, t.Color, t.Icon, t.CreatedBy)
+	if err == nil && tag.RowsAffected() == 0 {
+		return errs.Conflict(fmt.Sprintf("Team ID '%s' belonged to a deleted team and cannot be reused", t.ID))
+	}
 	if db.IsUniqueViolation(err) {
 		return errs.Conflict(fmt.Sprintf("Team ID '%s' already exists", t.ID))
 	}
@@ -91,8 +96,12 @@ func (s *Store) UpdateTeam(ctx context.Context, id string, p TeamPatch) error {
 }
 
 // DeleteTeam deletes a team whose memberships and key roles are gone.
-func (s *Store) DeleteTeam(ctx context.Context, id string) error {
-	if _, err := s.q.Exec(ctx, `DELETE FROM team.teams WHERE id = $1`, id); err != nil {
+// DeleteTeam deletes a team and keeps its id in team.deleted_teams, so that
+// the id is never given to a new team (see InsertTeam).
+func (s *Store) DeleteTeam(ctx context.Context, id, by string) error {
+	if _, err := s.q.Exec(ctx, `WITH gone AS (DELETE FROM team.teams WHERE id = $1 RETURNING id, name)
+		INSERT INTO team.deleted_teams (id, name, deleted_by) SELECT id, name, $2 FROM gone
+		ON CONFLICT (id) DO NOTHING`, id, by); err != nil {
 		return fmt.Errorf("delete team: %w", err)
 	}
 	return nil

@@ -43,7 +43,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dir := NewDirectory(cfg.Clerk.APIURL, cfg.Clerk.SecretKey.Reveal())
 	srv := NewServer(pool, Options{
 		Directory:             dir,
-		Tokens:                TokenServiceCounter{Client: tokenv1.NewTokenServiceClient(tokenConn)},
+		Tokens:                TokenServiceTeams{Client: tokenv1.NewTokenServiceClient(tokenConn)},
 		Log:                   log,
 		UserTTL:               cfg.UserCacheTTL,
 		InvitationRedirectURL: cfg.InvitationRedirectURL,

@@ -24,9 +24,9 @@ const schema = "team"
 type Options struct {
 	// Directory is Clerk; nil when CLERK_SECRET_KEY is not set.
 	Directory *Directory
-	// Tokens counts a team's tokens (the token service); nil means unknown,
-	// so team deletion is refused.
-	Tokens TokenCounter
+	// Tokens retires a team's id in the token service before the team is
+	// deleted; nil means it cannot, so team deletion is refused.
+	Tokens TeamTokens
 	Log    *slog.Logger
 	// UserTTL is how long a cached Clerk profile (e-mail, name) is used
 	// before it is fetched again (TM_USER_CACHE_TTL).
@@ -92,21 +92,21 @@ func audit(ctx context.Context, tx db.DBTX, changes ...auditlog.Change) error {
 	return auditlog.Record(ctx, tx, schema, changes...)
 }
 
-// TokenCounter answers "how many tokens does this team own".
-type TokenCounter interface {
-	TeamTokenCount(ctx context.Context, team string) (int64, error)
+// TeamTokens is the token service's side of a team's lifecycle.
+type TeamTokens interface {
+	// RetireTeam ends the team's life in the token service. It fails with
+	// FailedPrecondition while the team owns live tokens; once it has
+	// succeeded, no token can be created for the team id again.
+	RetireTeam(ctx context.Context, team string) error
 }
 
-// TokenServiceCounter asks the token service (GetTokenStats for one team).
-type TokenServiceCounter struct{ Client tokenv1.TokenServiceClient }
+// TokenServiceTeams calls the token service's RetireTeam.
+type TokenServiceTeams struct{ Client tokenv1.TokenServiceClient }
 
-// TeamTokenCount implements TokenCounter.
-func (c TokenServiceCounter) TeamTokenCount(ctx context.Context, team string) (int64, error) {
+// RetireTeam implements TeamTokens.
+func (c TokenServiceTeams) RetireTeam(ctx context.Context, team string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := c.Client.GetTokenStats(ctx, &tokenv1.GetTokenStatsRequest{TeamIds: []string{team}})
-	if err != nil {
-		return 0, err
-	}
-	return resp.GetTotalTokens(), nil
+	_, err := c.Client.RetireTeam(ctx, &tokenv1.RetireTeamRequest{TeamId: team})
+	return err
 }

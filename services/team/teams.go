@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
@@ -187,13 +189,6 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 	if s.Tokens == nil {
 		return errs.Unavailable("cannot verify the team has no tokens")
 	}
-	n, err := s.Tokens.TeamTokenCount(ctx, id)
-	if err != nil {
-		return errs.Wrap(err, errs.ErrUnavailable, "cannot verify the team has no tokens")
-	}
-	if n > 0 {
-		return errs.Precondition(fmt.Sprintf("Cannot delete team with %d tokens. Please revoke them first.", n))
-	}
 	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
 		if _, err := st.GetTeam(ctx, id, true); err != nil {
 			return err
@@ -213,6 +208,18 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 		}
 		if keys > 0 {
 			return errs.Precondition(fmt.Sprintf("Cannot delete team: %d admin keys have roles in it. Revoke them first.", keys))
+		}
+		// The token service retires the id while the team row is locked
+		// here: it refuses if the team owns live tokens, and from then on
+		// refuses to create any, in one transaction of its own that
+		// CreateToken serialises with. If this transaction then fails, the
+		// team stays, without tokens and unable to get new ones, until the
+		// deletion is retried (RetireTeam is idempotent).
+		if err := s.Tokens.RetireTeam(ctx, id); err != nil {
+			if status.Code(err) == codes.FailedPrecondition {
+				return err
+			}
+			return errs.Wrap(err, errs.ErrUnavailable, "cannot verify the team has no tokens")
 		}
 		// What is left: the calling key's own role (a key that created the
 		// team) and roles of revoked keys. The caller's removal is a change
@@ -255,7 +262,7 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		if err := st.DeleteTeam(ctx, id); err != nil {
+		if err := st.DeleteTeam(ctx, id, p.ID); err != nil {
 			return err
 		}
 		return audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "team", EntityID: id, Team: id})

@@ -202,6 +202,11 @@ func TestDeleteTeam(t *testing.T) {
 		t.Errorf("refused deletes changed the database")
 	}
 
+	// Refused deletes never retired the id in the token service.
+	if h.tokens.retired["alpha"] {
+		t.Errorf("a refused delete retired the team's tokens side")
+	}
+
 	// The last ADMIN may delete their own otherwise empty team.
 	h.tokens.set("alpha", 0, false)
 	if err := del(admin, "alpha"); err != nil {
@@ -209,6 +214,15 @@ func TestDeleteTeam(t *testing.T) {
 	}
 	if n := h.count(`SELECT count(*) FROM team.teams WHERE id = 'alpha'`); n != 0 {
 		t.Error("team still there")
+	}
+	if !h.tokens.retired["alpha"] {
+		t.Error("the token service was not told to retire the team")
+	}
+	// Nobody, not even a global ADMIN, gets the deleted id (and what it left
+	// behind) again.
+	_, err := h.srv.CreateTeam(root, &teamv1.CreateTeamRequest{Id: "alpha", Name: "Alpha again"})
+	if code(err) != codes.AlreadyExists || !strings.Contains(msg(err), "deleted team") {
+		t.Errorf("re-create a deleted id: %v", err)
 	}
 	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND payload->>'action' = 'delete' AND payload->>'entityType' = 'team'`); n != 1 {
 		t.Errorf("audit events %d", n)

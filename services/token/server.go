@@ -372,6 +372,18 @@ func (s *Server) GetTokenStats(ctx context.Context, req *tokenv1.GetTokenStatsRe
 	return out, nil
 }
 
+// RetireTeam implements TokenService (internal: the team service, before it
+// deletes a team).
+func (s *Server) RetireTeam(ctx context.Context, req *tokenv1.RetireTeamRequest) (*tokenv1.RetireTeamResponse, error) {
+	if err := auth.RequireService(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.svc.RetireTeam(ctx, req.GetTeamId()); err != nil {
+		return nil, err
+	}
+	return &tokenv1.RetireTeamResponse{}, nil
+}
+
 // GetSyncStatus implements TokenService (internal).
 func (s *Server) GetSyncStatus(ctx context.Context, _ *tokenv1.GetSyncStatusRequest) (*tokenv1.GetSyncStatusResponse, error) {
 	if err := auth.RequireService(ctx); err != nil {

@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -135,6 +136,9 @@ func (s *Service) CreateToken(ctx context.Context, p *auth.Principal, in NewToke
 		if err := checkScopesKnown(ctx, tx, scopes); err != nil {
 			return err
 		}
+		if err := claimTeam(ctx, tx, in.TeamID); err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, `
 			INSERT INTO token.tokens (name, team_id, created_by, description, scopes, preview, created_at, updated_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING id`,
@@ -158,6 +162,48 @@ func (s *Service) CreateToken(ctx context.Context, p *auth.Principal, in NewToke
 		return nil, err
 	}
 	return out, nil
+}
+
+// claimTeam locks the team's row of token.team_registry for the rest of tx,
+// creating it if need be, and refuses a retired team. A token inserted in tx
+// is then ordered against RetireTeam: whichever locks the row second sees
+// the other's commit.
+func claimTeam(ctx context.Context, tx pgx.Tx, team string) error {
+	var retired *time.Time
+	if err := tx.QueryRow(ctx, `INSERT INTO token.team_registry (team_id) VALUES ($1)
+		ON CONFLICT (team_id) DO UPDATE SET team_id = EXCLUDED.team_id RETURNING retired_at`, team).Scan(&retired); err != nil {
+		return fmt.Errorf("claim team: %w", err)
+	}
+	if retired != nil {
+		return errs.Invalid("Team does not exist: " + team)
+	}
+	return nil
+}
+
+// RetireTeam ends a team's life here, for the team service's DeleteTeam: it
+// refuses while the team owns live tokens and otherwise marks the id retired,
+// after which claimTeam refuses it for good. Calling it again is harmless.
+func (s *Service) RetireTeam(ctx context.Context, team string) error {
+	if err := checkTeamID(team); err != nil {
+		return err
+	}
+	return db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO token.team_registry (team_id) VALUES ($1)
+			ON CONFLICT (team_id) DO UPDATE SET team_id = EXCLUDED.team_id`, team); err != nil {
+			return fmt.Errorf("lock team: %w", err)
+		}
+		// The row lock is held: this count sees every token committed by a
+		// CreateToken that locked the row first, and none can follow.
+		var live int64
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM token.tokens WHERE team_id = $1 AND revoked_at IS NULL`, team).Scan(&live); err != nil {
+			return fmt.Errorf("count team tokens: %w", err)
+		}
+		if live > 0 {
+			return errs.Precondition(fmt.Sprintf("Cannot delete team with %d tokens. Please revoke them first.", live))
+		}
+		_, err := tx.Exec(ctx, `UPDATE token.team_registry SET retired_at = coalesce(retired_at, now()) WHERE team_id = $1`, team)
+		return err
+	})
 }
 
 // ListTokens returns the live tokens the caller may read, newest first.

@@ -1817,6 +1817,86 @@ func (x *RecordTokenUseResponse) GetUpdated() int32 {
 	return 0
 }
 
+type RetireTeamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TeamId        string                 `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireTeamRequest) Reset() {
+	*x = RetireTeamRequest{}
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireTeamRequest) ProtoMessage() {}
+
+func (x *RetireTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireTeamRequest.ProtoReflect.Descriptor instead.
+func (*RetireTeamRequest) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RetireTeamRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+type RetireTeamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireTeamResponse) Reset() {
+	*x = RetireTeamResponse{}
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireTeamResponse) ProtoMessage() {}
+
+func (x *RetireTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireTeamResponse.ProtoReflect.Descriptor instead.
+func (*RetireTeamResponse) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{30}
+}
+
 type LookupTokensRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ids           []int64                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
@@ -1827,7 +1907,7 @@ type LookupTokensRequest struct {
 
 func (x *LookupTokensRequest) Reset() {
 	*x = LookupTokensRequest{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[29]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1919,7 @@ func (x *LookupTokensRequest) String() string {
 func (*LookupTokensRequest) ProtoMessage() {}
 
 func (x *LookupTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[29]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1932,7 @@ func (x *LookupTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupTokensRequest.ProtoReflect.Descriptor instead.
 func (*LookupTokensRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{29}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LookupTokensRequest) GetIds() []int64 {
@@ -1883,7 +1963,7 @@ type TokenRef struct {
 
 func (x *TokenRef) Reset() {
 	*x = TokenRef{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[30]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +1975,7 @@ func (x *TokenRef) String() string {
 func (*TokenRef) ProtoMessage() {}
 
 func (x *TokenRef) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[30]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +1988,7 @@ func (x *TokenRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRef.ProtoReflect.Descriptor instead.
 func (*TokenRef) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{30}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TokenRef) GetId() int64 {
@@ -1955,7 +2035,7 @@ type LookupTokensResponse struct {
 
 func (x *LookupTokensResponse) Reset() {
 	*x = LookupTokensResponse{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[31]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2047,7 @@ func (x *LookupTokensResponse) String() string {
 func (*LookupTokensResponse) ProtoMessage() {}
 
 func (x *LookupTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[31]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2060,7 @@ func (x *LookupTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupTokensResponse.ProtoReflect.Descriptor instead.
 func (*LookupTokensResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{31}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LookupTokensResponse) GetTokens() []*TokenRef {
@@ -2006,7 +2086,7 @@ type GetTokenStatsRequest struct {
 
 func (x *GetTokenStatsRequest) Reset() {
 	*x = GetTokenStatsRequest{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[32]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2098,7 @@ func (x *GetTokenStatsRequest) String() string {
 func (*GetTokenStatsRequest) ProtoMessage() {}
 
 func (x *GetTokenStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[32]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2111,7 @@ func (x *GetTokenStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetTokenStatsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{32}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetTokenStatsRequest) GetTeamIds() []string {
@@ -2079,7 +2159,7 @@ type TeamTokenCount struct {
 
 func (x *TeamTokenCount) Reset() {
 	*x = TeamTokenCount{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[33]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2171,7 @@ func (x *TeamTokenCount) String() string {
 func (*TeamTokenCount) ProtoMessage() {}
 
 func (x *TeamTokenCount) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[33]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2184,7 @@ func (x *TeamTokenCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamTokenCount.ProtoReflect.Descriptor instead.
 func (*TeamTokenCount) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{33}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TeamTokenCount) GetTeamId() string {
@@ -2132,7 +2212,7 @@ type DayCount struct {
 
 func (x *DayCount) Reset() {
 	*x = DayCount{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[34]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2224,7 @@ func (x *DayCount) String() string {
 func (*DayCount) ProtoMessage() {}
 
 func (x *DayCount) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[34]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2237,7 @@ func (x *DayCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DayCount.ProtoReflect.Descriptor instead.
 func (*DayCount) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{34}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DayCount) GetDate() string {
@@ -2186,7 +2266,7 @@ type ExpiringToken struct {
 
 func (x *ExpiringToken) Reset() {
 	*x = ExpiringToken{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[35]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2278,7 @@ func (x *ExpiringToken) String() string {
 func (*ExpiringToken) ProtoMessage() {}
 
 func (x *ExpiringToken) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[35]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2291,7 @@ func (x *ExpiringToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpiringToken.ProtoReflect.Descriptor instead.
 func (*ExpiringToken) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{35}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ExpiringToken) GetId() int64 {
@@ -2255,7 +2335,7 @@ type GetTokenStatsResponse struct {
 
 func (x *GetTokenStatsResponse) Reset() {
 	*x = GetTokenStatsResponse{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[36]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2347,7 @@ func (x *GetTokenStatsResponse) String() string {
 func (*GetTokenStatsResponse) ProtoMessage() {}
 
 func (x *GetTokenStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[36]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2360,7 @@ func (x *GetTokenStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetTokenStatsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{36}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetTokenStatsResponse) GetTotalTokens() int64 {
@@ -2326,7 +2406,7 @@ type GetSyncStatusRequest struct {
 
 func (x *GetSyncStatusRequest) Reset() {
 	*x = GetSyncStatusRequest{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[37]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2418,7 @@ func (x *GetSyncStatusRequest) String() string {
 func (*GetSyncStatusRequest) ProtoMessage() {}
 
 func (x *GetSyncStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[37]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2431,7 @@ func (x *GetSyncStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSyncStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetSyncStatusRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{37}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{39}
 }
 
 type GetSyncStatusResponse struct {
@@ -2373,7 +2453,7 @@ type GetSyncStatusResponse struct {
 
 func (x *GetSyncStatusResponse) Reset() {
 	*x = GetSyncStatusResponse{}
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[38]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2465,7 @@ func (x *GetSyncStatusResponse) String() string {
 func (*GetSyncStatusResponse) ProtoMessage() {}
 
 func (x *GetSyncStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[38]
+	mi := &file_tokenmanager_token_v1_token_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2478,7 @@ func (x *GetSyncStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSyncStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetSyncStatusResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{38}
+	return file_tokenmanager_token_v1_token_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetSyncStatusResponse) GetKvConfigured() bool {
@@ -2592,7 +2672,10 @@ const file_tokenmanager_token_v1_token_proto_rawDesc = "" +
 	"\x15RecordTokenUseRequest\x123\n" +
 	"\x04uses\x18\x01 \x03(\v2\x1f.tokenmanager.token.v1.TokenUseR\x04uses\"2\n" +
 	"\x16RecordTokenUseResponse\x12\x18\n" +
-	"\aupdated\x18\x01 \x01(\x05R\aupdated\"J\n" +
+	"\aupdated\x18\x01 \x01(\x05R\aupdated\",\n" +
+	"\x11RetireTeamRequest\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\x14\n" +
+	"\x12RetireTeamResponse\"J\n" +
 	"\x13LookupTokensRequest\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x03R\x03ids\x12!\n" +
 	"\ftoken_hashes\x18\x02 \x03(\tR\vtokenHashes\"\xa6\x01\n" +
@@ -2645,7 +2728,7 @@ const file_tokenmanager_token_v1_token_proto_rawDesc = "" +
 	"\x18TOKEN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TOKEN_STATUS_ACTIVE\x10\x01\x12\x18\n" +
 	"\x14TOKEN_STATUS_EXPIRED\x10\x02\x12\x18\n" +
-	"\x14TOKEN_STATUS_REVOKED\x10\x032\x89\r\n" +
+	"\x14TOKEN_STATUS_REVOKED\x10\x032\xec\r\n" +
 	"\fTokenService\x12d\n" +
 	"\vCreateToken\x12).tokenmanager.token.v1.CreateTokenRequest\x1a*.tokenmanager.token.v1.CreateTokenResponse\x12a\n" +
 	"\n" +
@@ -2664,7 +2747,9 @@ const file_tokenmanager_token_v1_token_proto_rawDesc = "" +
 	"\x0eRecordTokenUse\x12,.tokenmanager.token.v1.RecordTokenUseRequest\x1a-.tokenmanager.token.v1.RecordTokenUseResponse\x12g\n" +
 	"\fLookupTokens\x12*.tokenmanager.token.v1.LookupTokensRequest\x1a+.tokenmanager.token.v1.LookupTokensResponse\x12j\n" +
 	"\rGetTokenStats\x12+.tokenmanager.token.v1.GetTokenStatsRequest\x1a,.tokenmanager.token.v1.GetTokenStatsResponse\x12j\n" +
-	"\rGetSyncStatus\x12+.tokenmanager.token.v1.GetSyncStatusRequest\x1a,.tokenmanager.token.v1.GetSyncStatusResponseBJZHgithub.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1;tokenv1b\x06proto3"
+	"\rGetSyncStatus\x12+.tokenmanager.token.v1.GetSyncStatusRequest\x1a,.tokenmanager.token.v1.GetSyncStatusResponse\x12a\n" +
+	"\n" +
+	"RetireTeam\x12(.tokenmanager.token.v1.RetireTeamRequest\x1a).tokenmanager.token.v1.RetireTeamResponseBJZHgithub.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_tokenmanager_token_v1_token_proto_rawDescOnce sync.Once
@@ -2679,7 +2764,7 @@ func file_tokenmanager_token_v1_token_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenmanager_token_v1_token_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenmanager_token_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_tokenmanager_token_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_tokenmanager_token_v1_token_proto_goTypes = []any{
 	(TokenStatus)(0),               // 0: tokenmanager.token.v1.TokenStatus
 	(*Token)(nil),                  // 1: tokenmanager.token.v1.Token
@@ -2711,76 +2796,78 @@ var file_tokenmanager_token_v1_token_proto_goTypes = []any{
 	(*TokenUse)(nil),               // 27: tokenmanager.token.v1.TokenUse
 	(*RecordTokenUseRequest)(nil),  // 28: tokenmanager.token.v1.RecordTokenUseRequest
 	(*RecordTokenUseResponse)(nil), // 29: tokenmanager.token.v1.RecordTokenUseResponse
-	(*LookupTokensRequest)(nil),    // 30: tokenmanager.token.v1.LookupTokensRequest
-	(*TokenRef)(nil),               // 31: tokenmanager.token.v1.TokenRef
-	(*LookupTokensResponse)(nil),   // 32: tokenmanager.token.v1.LookupTokensResponse
-	(*GetTokenStatsRequest)(nil),   // 33: tokenmanager.token.v1.GetTokenStatsRequest
-	(*TeamTokenCount)(nil),         // 34: tokenmanager.token.v1.TeamTokenCount
-	(*DayCount)(nil),               // 35: tokenmanager.token.v1.DayCount
-	(*ExpiringToken)(nil),          // 36: tokenmanager.token.v1.ExpiringToken
-	(*GetTokenStatsResponse)(nil),  // 37: tokenmanager.token.v1.GetTokenStatsResponse
-	(*GetSyncStatusRequest)(nil),   // 38: tokenmanager.token.v1.GetSyncStatusRequest
-	(*GetSyncStatusResponse)(nil),  // 39: tokenmanager.token.v1.GetSyncStatusResponse
-	nil,                            // 40: tokenmanager.token.v1.CreateRouteRequest.BackendAuthSecretsEntry
-	nil,                            // 41: tokenmanager.token.v1.UpdateRouteRequest.BackendAuthSecretsEntry
-	(*wrapperspb.StringValue)(nil), // 42: google.protobuf.StringValue
-	(*timestamppb.Timestamp)(nil),  // 43: google.protobuf.Timestamp
-	(*wrapperspb.Int32Value)(nil),  // 44: google.protobuf.Int32Value
-	(*structpb.ListValue)(nil),     // 45: google.protobuf.ListValue
-	(*structpb.Struct)(nil),        // 46: google.protobuf.Struct
-	(*durationpb.Duration)(nil),    // 47: google.protobuf.Duration
+	(*RetireTeamRequest)(nil),      // 30: tokenmanager.token.v1.RetireTeamRequest
+	(*RetireTeamResponse)(nil),     // 31: tokenmanager.token.v1.RetireTeamResponse
+	(*LookupTokensRequest)(nil),    // 32: tokenmanager.token.v1.LookupTokensRequest
+	(*TokenRef)(nil),               // 33: tokenmanager.token.v1.TokenRef
+	(*LookupTokensResponse)(nil),   // 34: tokenmanager.token.v1.LookupTokensResponse
+	(*GetTokenStatsRequest)(nil),   // 35: tokenmanager.token.v1.GetTokenStatsRequest
+	(*TeamTokenCount)(nil),         // 36: tokenmanager.token.v1.TeamTokenCount
+	(*DayCount)(nil),               // 37: tokenmanager.token.v1.DayCount
+	(*ExpiringToken)(nil),          // 38: tokenmanager.token.v1.ExpiringToken
+	(*GetTokenStatsResponse)(nil),  // 39: tokenmanager.token.v1.GetTokenStatsResponse
+	(*GetSyncStatusRequest)(nil),   // 40: tokenmanager.token.v1.GetSyncStatusRequest
+	(*GetSyncStatusResponse)(nil),  // 41: tokenmanager.token.v1.GetSyncStatusResponse
+	nil,                            // 42: tokenmanager.token.v1.CreateRouteRequest.BackendAuthSecretsEntry
+	nil,                            // 43: tokenmanager.token.v1.UpdateRouteRequest.BackendAuthSecretsEntry
+	(*wrapperspb.StringValue)(nil), // 44: google.protobuf.StringValue
+	(*timestamppb.Timestamp)(nil),  // 45: google.protobuf.Timestamp
+	(*wrapperspb.Int32Value)(nil),  // 46: google.protobuf.Int32Value
+	(*structpb.ListValue)(nil),     // 47: google.protobuf.ListValue
+	(*structpb.Struct)(nil),        // 48: google.protobuf.Struct
+	(*durationpb.Duration)(nil),    // 49: google.protobuf.Duration
 }
 var file_tokenmanager_token_v1_token_proto_depIdxs = []int32{
-	42, // 0: tokenmanager.token.v1.Token.team_id:type_name -> google.protobuf.StringValue
-	42, // 1: tokenmanager.token.v1.Token.created_by:type_name -> google.protobuf.StringValue
-	42, // 2: tokenmanager.token.v1.Token.description:type_name -> google.protobuf.StringValue
-	42, // 3: tokenmanager.token.v1.Token.token_preview:type_name -> google.protobuf.StringValue
-	43, // 4: tokenmanager.token.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	43, // 5: tokenmanager.token.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	43, // 6: tokenmanager.token.v1.Token.last_used:type_name -> google.protobuf.Timestamp
-	43, // 7: tokenmanager.token.v1.Token.rotation_grace_ends_at:type_name -> google.protobuf.Timestamp
-	42, // 8: tokenmanager.token.v1.CreateTokenRequest.description:type_name -> google.protobuf.StringValue
-	44, // 9: tokenmanager.token.v1.CreateTokenRequest.expires_days:type_name -> google.protobuf.Int32Value
-	43, // 10: tokenmanager.token.v1.CreateTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	44, // 0: tokenmanager.token.v1.Token.team_id:type_name -> google.protobuf.StringValue
+	44, // 1: tokenmanager.token.v1.Token.created_by:type_name -> google.protobuf.StringValue
+	44, // 2: tokenmanager.token.v1.Token.description:type_name -> google.protobuf.StringValue
+	44, // 3: tokenmanager.token.v1.Token.token_preview:type_name -> google.protobuf.StringValue
+	45, // 4: tokenmanager.token.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	45, // 5: tokenmanager.token.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 6: tokenmanager.token.v1.Token.last_used:type_name -> google.protobuf.Timestamp
+	45, // 7: tokenmanager.token.v1.Token.rotation_grace_ends_at:type_name -> google.protobuf.Timestamp
+	44, // 8: tokenmanager.token.v1.CreateTokenRequest.description:type_name -> google.protobuf.StringValue
+	46, // 9: tokenmanager.token.v1.CreateTokenRequest.expires_days:type_name -> google.protobuf.Int32Value
+	45, // 10: tokenmanager.token.v1.CreateTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 11: tokenmanager.token.v1.ListTokensResponse.tokens:type_name -> tokenmanager.token.v1.Token
-	42, // 12: tokenmanager.token.v1.UpdateTokenRequest.name:type_name -> google.protobuf.StringValue
-	42, // 13: tokenmanager.token.v1.UpdateTokenRequest.description:type_name -> google.protobuf.StringValue
-	45, // 14: tokenmanager.token.v1.UpdateTokenRequest.scopes:type_name -> google.protobuf.ListValue
+	44, // 12: tokenmanager.token.v1.UpdateTokenRequest.name:type_name -> google.protobuf.StringValue
+	44, // 13: tokenmanager.token.v1.UpdateTokenRequest.description:type_name -> google.protobuf.StringValue
+	47, // 14: tokenmanager.token.v1.UpdateTokenRequest.scopes:type_name -> google.protobuf.ListValue
 	1,  // 15: tokenmanager.token.v1.UpdateTokenResponse.token:type_name -> tokenmanager.token.v1.Token
-	44, // 16: tokenmanager.token.v1.RotateTokenRequest.grace_period_seconds:type_name -> google.protobuf.Int32Value
-	43, // 17: tokenmanager.token.v1.RotateTokenResponse.previous_token_expires_at:type_name -> google.protobuf.Timestamp
-	42, // 18: tokenmanager.token.v1.Route.name:type_name -> google.protobuf.StringValue
-	42, // 19: tokenmanager.token.v1.Route.description:type_name -> google.protobuf.StringValue
-	42, // 20: tokenmanager.token.v1.Route.backend_auth_type:type_name -> google.protobuf.StringValue
-	46, // 21: tokenmanager.token.v1.Route.backend_auth_config:type_name -> google.protobuf.Struct
-	43, // 22: tokenmanager.token.v1.Route.created_at:type_name -> google.protobuf.Timestamp
-	43, // 23: tokenmanager.token.v1.Route.updated_at:type_name -> google.protobuf.Timestamp
-	42, // 24: tokenmanager.token.v1.CreateRouteRequest.description:type_name -> google.protobuf.StringValue
-	42, // 25: tokenmanager.token.v1.CreateRouteRequest.backend_auth_type:type_name -> google.protobuf.StringValue
-	46, // 26: tokenmanager.token.v1.CreateRouteRequest.backend_auth_config:type_name -> google.protobuf.Struct
-	40, // 27: tokenmanager.token.v1.CreateRouteRequest.backend_auth_secrets:type_name -> tokenmanager.token.v1.CreateRouteRequest.BackendAuthSecretsEntry
+	46, // 16: tokenmanager.token.v1.RotateTokenRequest.grace_period_seconds:type_name -> google.protobuf.Int32Value
+	45, // 17: tokenmanager.token.v1.RotateTokenResponse.previous_token_expires_at:type_name -> google.protobuf.Timestamp
+	44, // 18: tokenmanager.token.v1.Route.name:type_name -> google.protobuf.StringValue
+	44, // 19: tokenmanager.token.v1.Route.description:type_name -> google.protobuf.StringValue
+	44, // 20: tokenmanager.token.v1.Route.backend_auth_type:type_name -> google.protobuf.StringValue
+	48, // 21: tokenmanager.token.v1.Route.backend_auth_config:type_name -> google.protobuf.Struct
+	45, // 22: tokenmanager.token.v1.Route.created_at:type_name -> google.protobuf.Timestamp
+	45, // 23: tokenmanager.token.v1.Route.updated_at:type_name -> google.protobuf.Timestamp
+	44, // 24: tokenmanager.token.v1.CreateRouteRequest.description:type_name -> google.protobuf.StringValue
+	44, // 25: tokenmanager.token.v1.CreateRouteRequest.backend_auth_type:type_name -> google.protobuf.StringValue
+	48, // 26: tokenmanager.token.v1.CreateRouteRequest.backend_auth_config:type_name -> google.protobuf.Struct
+	42, // 27: tokenmanager.token.v1.CreateRouteRequest.backend_auth_secrets:type_name -> tokenmanager.token.v1.CreateRouteRequest.BackendAuthSecretsEntry
 	14, // 28: tokenmanager.token.v1.CreateRouteResponse.route:type_name -> tokenmanager.token.v1.Route
 	14, // 29: tokenmanager.token.v1.ListRoutesResponse.routes:type_name -> tokenmanager.token.v1.Route
-	42, // 30: tokenmanager.token.v1.UpdateRouteRequest.name:type_name -> google.protobuf.StringValue
-	42, // 31: tokenmanager.token.v1.UpdateRouteRequest.backend_url:type_name -> google.protobuf.StringValue
-	42, // 32: tokenmanager.token.v1.UpdateRouteRequest.description:type_name -> google.protobuf.StringValue
-	45, // 33: tokenmanager.token.v1.UpdateRouteRequest.tags:type_name -> google.protobuf.ListValue
-	42, // 34: tokenmanager.token.v1.UpdateRouteRequest.backend_auth_type:type_name -> google.protobuf.StringValue
-	46, // 35: tokenmanager.token.v1.UpdateRouteRequest.backend_auth_config:type_name -> google.protobuf.Struct
-	41, // 36: tokenmanager.token.v1.UpdateRouteRequest.backend_auth_secrets:type_name -> tokenmanager.token.v1.UpdateRouteRequest.BackendAuthSecretsEntry
+	44, // 30: tokenmanager.token.v1.UpdateRouteRequest.name:type_name -> google.protobuf.StringValue
+	44, // 31: tokenmanager.token.v1.UpdateRouteRequest.backend_url:type_name -> google.protobuf.StringValue
+	44, // 32: tokenmanager.token.v1.UpdateRouteRequest.description:type_name -> google.protobuf.StringValue
+	47, // 33: tokenmanager.token.v1.UpdateRouteRequest.tags:type_name -> google.protobuf.ListValue
+	44, // 34: tokenmanager.token.v1.UpdateRouteRequest.backend_auth_type:type_name -> google.protobuf.StringValue
+	48, // 35: tokenmanager.token.v1.UpdateRouteRequest.backend_auth_config:type_name -> google.protobuf.Struct
+	43, // 36: tokenmanager.token.v1.UpdateRouteRequest.backend_auth_secrets:type_name -> tokenmanager.token.v1.UpdateRouteRequest.BackendAuthSecretsEntry
 	14, // 37: tokenmanager.token.v1.UpdateRouteResponse.route:type_name -> tokenmanager.token.v1.Route
 	0,  // 38: tokenmanager.token.v1.ResolveTokenResponse.status:type_name -> tokenmanager.token.v1.TokenStatus
-	43, // 39: tokenmanager.token.v1.TokenUse.used_at:type_name -> google.protobuf.Timestamp
+	45, // 39: tokenmanager.token.v1.TokenUse.used_at:type_name -> google.protobuf.Timestamp
 	27, // 40: tokenmanager.token.v1.RecordTokenUseRequest.uses:type_name -> tokenmanager.token.v1.TokenUse
 	0,  // 41: tokenmanager.token.v1.TokenRef.status:type_name -> tokenmanager.token.v1.TokenStatus
-	31, // 42: tokenmanager.token.v1.LookupTokensResponse.tokens:type_name -> tokenmanager.token.v1.TokenRef
-	43, // 43: tokenmanager.token.v1.ExpiringToken.expires_at:type_name -> google.protobuf.Timestamp
-	34, // 44: tokenmanager.token.v1.GetTokenStatsResponse.tokens_by_team:type_name -> tokenmanager.token.v1.TeamTokenCount
-	35, // 45: tokenmanager.token.v1.GetTokenStatsResponse.token_trend:type_name -> tokenmanager.token.v1.DayCount
-	36, // 46: tokenmanager.token.v1.GetTokenStatsResponse.expiring_soon:type_name -> tokenmanager.token.v1.ExpiringToken
-	47, // 47: tokenmanager.token.v1.GetSyncStatusResponse.oldest_pending_age:type_name -> google.protobuf.Duration
-	43, // 48: tokenmanager.token.v1.GetSyncStatusResponse.last_reconcile_at:type_name -> google.protobuf.Timestamp
-	47, // 49: tokenmanager.token.v1.GetSyncStatusResponse.reconcile_interval:type_name -> google.protobuf.Duration
+	33, // 42: tokenmanager.token.v1.LookupTokensResponse.tokens:type_name -> tokenmanager.token.v1.TokenRef
+	45, // 43: tokenmanager.token.v1.ExpiringToken.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 44: tokenmanager.token.v1.GetTokenStatsResponse.tokens_by_team:type_name -> tokenmanager.token.v1.TeamTokenCount
+	37, // 45: tokenmanager.token.v1.GetTokenStatsResponse.token_trend:type_name -> tokenmanager.token.v1.DayCount
+	38, // 46: tokenmanager.token.v1.GetTokenStatsResponse.expiring_soon:type_name -> tokenmanager.token.v1.ExpiringToken
+	49, // 47: tokenmanager.token.v1.GetSyncStatusResponse.oldest_pending_age:type_name -> google.protobuf.Duration
+	45, // 48: tokenmanager.token.v1.GetSyncStatusResponse.last_reconcile_at:type_name -> google.protobuf.Timestamp
+	49, // 49: tokenmanager.token.v1.GetSyncStatusResponse.reconcile_interval:type_name -> google.protobuf.Duration
 	2,  // 50: tokenmanager.token.v1.TokenService.CreateToken:input_type -> tokenmanager.token.v1.CreateTokenRequest
 	4,  // 51: tokenmanager.token.v1.TokenService.ListTokens:input_type -> tokenmanager.token.v1.ListTokensRequest
 	6,  // 52: tokenmanager.token.v1.TokenService.UpdateToken:input_type -> tokenmanager.token.v1.UpdateTokenRequest
@@ -2794,27 +2881,29 @@ var file_tokenmanager_token_v1_token_proto_depIdxs = []int32{
 	23, // 60: tokenmanager.token.v1.TokenService.ListRouteTags:input_type -> tokenmanager.token.v1.ListRouteTagsRequest
 	25, // 61: tokenmanager.token.v1.TokenService.ResolveToken:input_type -> tokenmanager.token.v1.ResolveTokenRequest
 	28, // 62: tokenmanager.token.v1.TokenService.RecordTokenUse:input_type -> tokenmanager.token.v1.RecordTokenUseRequest
-	30, // 63: tokenmanager.token.v1.TokenService.LookupTokens:input_type -> tokenmanager.token.v1.LookupTokensRequest
-	33, // 64: tokenmanager.token.v1.TokenService.GetTokenStats:input_type -> tokenmanager.token.v1.GetTokenStatsRequest
-	38, // 65: tokenmanager.token.v1.TokenService.GetSyncStatus:input_type -> tokenmanager.token.v1.GetSyncStatusRequest
-	3,  // 66: tokenmanager.token.v1.TokenService.CreateToken:output_type -> tokenmanager.token.v1.CreateTokenResponse
-	5,  // 67: tokenmanager.token.v1.TokenService.ListTokens:output_type -> tokenmanager.token.v1.ListTokensResponse
-	7,  // 68: tokenmanager.token.v1.TokenService.UpdateToken:output_type -> tokenmanager.token.v1.UpdateTokenResponse
-	9,  // 69: tokenmanager.token.v1.TokenService.DeleteToken:output_type -> tokenmanager.token.v1.DeleteTokenResponse
-	11, // 70: tokenmanager.token.v1.TokenService.RevealToken:output_type -> tokenmanager.token.v1.RevealTokenResponse
-	13, // 71: tokenmanager.token.v1.TokenService.RotateToken:output_type -> tokenmanager.token.v1.RotateTokenResponse
-	16, // 72: tokenmanager.token.v1.TokenService.CreateRoute:output_type -> tokenmanager.token.v1.CreateRouteResponse
-	18, // 73: tokenmanager.token.v1.TokenService.ListRoutes:output_type -> tokenmanager.token.v1.ListRoutesResponse
-	20, // 74: tokenmanager.token.v1.TokenService.UpdateRoute:output_type -> tokenmanager.token.v1.UpdateRouteResponse
-	22, // 75: tokenmanager.token.v1.TokenService.DeleteRoute:output_type -> tokenmanager.token.v1.DeleteRouteResponse
-	24, // 76: tokenmanager.token.v1.TokenService.ListRouteTags:output_type -> tokenmanager.token.v1.ListRouteTagsResponse
-	26, // 77: tokenmanager.token.v1.TokenService.ResolveToken:output_type -> tokenmanager.token.v1.ResolveTokenResponse
-	29, // 78: tokenmanager.token.v1.TokenService.RecordTokenUse:output_type -> tokenmanager.token.v1.RecordTokenUseResponse
-	32, // 79: tokenmanager.token.v1.TokenService.LookupTokens:output_type -> tokenmanager.token.v1.LookupTokensResponse
-	37, // 80: tokenmanager.token.v1.TokenService.GetTokenStats:output_type -> tokenmanager.token.v1.GetTokenStatsResponse
-	39, // 81: tokenmanager.token.v1.TokenService.GetSyncStatus:output_type -> tokenmanager.token.v1.GetSyncStatusResponse
-	66, // [66:82] is the sub-list for method output_type
-	50, // [50:66] is the sub-list for method input_type
+	32, // 63: tokenmanager.token.v1.TokenService.LookupTokens:input_type -> tokenmanager.token.v1.LookupTokensRequest
+	35, // 64: tokenmanager.token.v1.TokenService.GetTokenStats:input_type -> tokenmanager.token.v1.GetTokenStatsRequest
+	40, // 65: tokenmanager.token.v1.TokenService.GetSyncStatus:input_type -> tokenmanager.token.v1.GetSyncStatusRequest
+	30, // 66: tokenmanager.token.v1.TokenService.RetireTeam:input_type -> tokenmanager.token.v1.RetireTeamRequest
+	3,  // 67: tokenmanager.token.v1.TokenService.CreateToken:output_type -> tokenmanager.token.v1.CreateTokenResponse
+	5,  // 68: tokenmanager.token.v1.TokenService.ListTokens:output_type -> tokenmanager.token.v1.ListTokensResponse
+	7,  // 69: tokenmanager.token.v1.TokenService.UpdateToken:output_type -> tokenmanager.token.v1.UpdateTokenResponse
+	9,  // 70: tokenmanager.token.v1.TokenService.DeleteToken:output_type -> tokenmanager.token.v1.DeleteTokenResponse
+	11, // 71: tokenmanager.token.v1.TokenService.RevealToken:output_type -> tokenmanager.token.v1.RevealTokenResponse
+	13, // 72: tokenmanager.token.v1.TokenService.RotateToken:output_type -> tokenmanager.token.v1.RotateTokenResponse
+	16, // 73: tokenmanager.token.v1.TokenService.CreateRoute:output_type -> tokenmanager.token.v1.CreateRouteResponse
+	18, // 74: tokenmanager.token.v1.TokenService.ListRoutes:output_type -> tokenmanager.token.v1.ListRoutesResponse
+	20, // 75: tokenmanager.token.v1.TokenService.UpdateRoute:output_type -> tokenmanager.token.v1.UpdateRouteResponse
+	22, // 76: tokenmanager.token.v1.TokenService.DeleteRoute:output_type -> tokenmanager.token.v1.DeleteRouteResponse
+	24, // 77: tokenmanager.token.v1.TokenService.ListRouteTags:output_type -> tokenmanager.token.v1.ListRouteTagsResponse
+	26, // 78: tokenmanager.token.v1.TokenService.ResolveToken:output_type -> tokenmanager.token.v1.ResolveTokenResponse
+	29, // 79: tokenmanager.token.v1.TokenService.RecordTokenUse:output_type -> tokenmanager.token.v1.RecordTokenUseResponse
+	34, // 80: tokenmanager.token.v1.TokenService.LookupTokens:output_type -> tokenmanager.token.v1.LookupTokensResponse
+	39, // 81: tokenmanager.token.v1.TokenService.GetTokenStats:output_type -> tokenmanager.token.v1.GetTokenStatsResponse
+	41, // 82: tokenmanager.token.v1.TokenService.GetSyncStatus:output_type -> tokenmanager.token.v1.GetSyncStatusResponse
+	31, // 83: tokenmanager.token.v1.TokenService.RetireTeam:output_type -> tokenmanager.token.v1.RetireTeamResponse
+	67, // [67:84] is the sub-list for method output_type
+	50, // [50:67] is the sub-list for method input_type
 	50, // [50:50] is the sub-list for extension type_name
 	50, // [50:50] is the sub-list for extension extendee
 	0,  // [0:50] is the sub-list for field type_name
@@ -2831,7 +2920,7 @@ func file_tokenmanager_token_v1_token_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenmanager_token_v1_token_proto_rawDesc), len(file_tokenmanager_token_v1_token_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

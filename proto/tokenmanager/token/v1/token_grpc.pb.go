@@ -38,6 +38,7 @@ const (
 	TokenService_LookupTokens_FullMethodName   = "/tokenmanager.token.v1.TokenService/LookupTokens"
 	TokenService_GetTokenStats_FullMethodName  = "/tokenmanager.token.v1.TokenService/GetTokenStats"
 	TokenService_GetSyncStatus_FullMethodName  = "/tokenmanager.token.v1.TokenService/GetSyncStatus"
+	TokenService_RetireTeam_FullMethodName     = "/tokenmanager.token.v1.TokenService/RetireTeam"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -79,6 +80,11 @@ type TokenServiceClient interface {
 	GetTokenStats(ctx context.Context, in *GetTokenStatsRequest, opts ...grpc.CallOption) (*GetTokenStatsResponse, error)
 	// GetSyncStatus reports the KV sync's outbox and reconciler state (internal: health).
 	GetSyncStatus(ctx context.Context, in *GetSyncStatusRequest, opts ...grpc.CallOption) (*GetSyncStatusResponse, error)
+	// RetireTeam is the token side of a team's deletion (internal: team). It
+	// fails with FAILED_PRECONDITION while the team owns live tokens; once it
+	// succeeds no token can ever be created for that team id again. It is
+	// idempotent, and serialised with CreateToken on the same team.
+	RetireTeam(ctx context.Context, in *RetireTeamRequest, opts ...grpc.CallOption) (*RetireTeamResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -249,6 +255,16 @@ func (c *tokenServiceClient) GetSyncStatus(ctx context.Context, in *GetSyncStatu
 	return out, nil
 }
 
+func (c *tokenServiceClient) RetireTeam(ctx context.Context, in *RetireTeamRequest, opts ...grpc.CallOption) (*RetireTeamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetireTeamResponse)
+	err := c.cc.Invoke(ctx, TokenService_RetireTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -288,6 +304,11 @@ type TokenServiceServer interface {
 	GetTokenStats(context.Context, *GetTokenStatsRequest) (*GetTokenStatsResponse, error)
 	// GetSyncStatus reports the KV sync's outbox and reconciler state (internal: health).
 	GetSyncStatus(context.Context, *GetSyncStatusRequest) (*GetSyncStatusResponse, error)
+	// RetireTeam is the token side of a team's deletion (internal: team). It
+	// fails with FAILED_PRECONDITION while the team owns live tokens; once it
+	// succeeds no token can ever be created for that team id again. It is
+	// idempotent, and serialised with CreateToken on the same team.
+	RetireTeam(context.Context, *RetireTeamRequest) (*RetireTeamResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -345,6 +366,9 @@ func (UnimplementedTokenServiceServer) GetTokenStats(context.Context, *GetTokenS
 }
 func (UnimplementedTokenServiceServer) GetSyncStatus(context.Context, *GetSyncStatusRequest) (*GetSyncStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSyncStatus not implemented")
+}
+func (UnimplementedTokenServiceServer) RetireTeam(context.Context, *RetireTeamRequest) (*RetireTeamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetireTeam not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -655,6 +679,24 @@ func _TokenService_GetSyncStatus_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_RetireTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetireTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).RetireTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_RetireTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).RetireTeam(ctx, req.(*RetireTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -725,6 +767,10 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSyncStatus",
 			Handler:    _TokenService_GetSyncStatus_Handler,
+		},
+		{
+			MethodName: "RetireTeam",
+			Handler:    _TokenService_RetireTeam_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
