@@ -50,6 +50,8 @@ var (
 	teamAdmins    = []caller{teamAdmin, globalAdmin, adminKey}
 	globalOnly    = []caller{globalAdmin, adminKey}
 	someTeamAdmin = []caller{teamAdmin, otherAdmin, globalAdmin, adminKey}
+	// outsiders hold no role in the matrix team.
+	outsiders = []caller{otherAdmin}
 )
 
 // The matrix's world: the resource's team, another team, and people.
@@ -69,6 +71,9 @@ type expectation struct {
 	// allow lists the callers authorization lets through (they get
 	// okStatus); every other authenticated caller gets denyStatus.
 	allow []caller
+	// hidden are the callers outside the resource's teams: they get 404,
+	// so that a refusal does not tell them who owns the id.
+	hidden []caller
 	// okStatus is what allowed callers get (default 200). Probing requests
 	// that are authorized but refused later (a nonexistent id, a team that
 	// still has members) say so here (404, 400), which keeps the matrix
@@ -117,10 +122,10 @@ var matrixExpectations = map[string]expectation{
 			return fmt.Sprintf(`{"name":"m-%s","team_id":"%s","scopes":["*"],"expires_days":30}`, slug(c), matrixTeam)
 		}},
 	"GET /api/tokens":              {implemented: true, allow: everyone},
-	"PUT /api/tokens/{id}":         {implemented: true, allow: teamManagers, path: "/api/tokens/{token}", body: func(caller) string { return `{"name":"renamed"}` }},
-	"DELETE /api/tokens/{id}":      {implemented: true, allow: teamManagers, path: "/api/tokens/{fresh-token}"},
-	"GET /api/tokens/{id}/reveal":  {implemented: true, allow: teamManagers, path: "/api/tokens/{token}/reveal"},
-	"POST /api/tokens/{id}/rotate": {implemented: true, allow: teamManagers, path: "/api/tokens/{fresh-token}/rotate", body: func(caller) string { return `{}` }},
+	"PUT /api/tokens/{id}":         {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{token}", body: func(caller) string { return `{"name":"renamed"}` }},
+	"DELETE /api/tokens/{id}":      {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{fresh-token}"},
+	"GET /api/tokens/{id}/reveal":  {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{token}/reveal"},
+	"POST /api/tokens/{id}/rotate": {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{fresh-token}/rotate", body: func(caller) string { return `{}` }},
 	// Routes are governed by roles in core-team, which only the global
 	// ADMIN and the admin key hold here.
 	"POST /api/routes": {implemented: true, allow: globalOnly, body: func(c caller) string {
@@ -197,6 +202,9 @@ func (e expectation) want(c caller) int {
 	}
 	if slices.Contains(e.allow, c) {
 		return cmpOr(e.okStatus, 200)
+	}
+	if slices.Contains(e.hidden, c) {
+		return 404
 	}
 	return cmpOr(e.denyStatus, 403)
 }

@@ -165,8 +165,9 @@ func TestListUsersPagesThroughAll(t *testing.T) {
 			PublicMetadata: map[string]any{"tokenManager:teamRoles": map[string]any{"fake-team": "ADMIN"}, "tokenManager:globalRole": "ADMIN"}})
 	}
 	mgr := h.person("user_007", "alpha", "MANAGER")
+	h.person("user_100", "alpha", "DEVELOPER", "beta", "ADMIN")
 	h.exec(`INSERT INTO team.global_roles (user_id, role) VALUES ('user_042', 'ADMIN')`)
-	resp, err := h.srv.ListUsers(mgr, &teamv1.ListUsersRequest{})
+	resp, err := h.srv.ListUsers(h.globalAdmin("user_root"), &teamv1.ListUsersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +183,10 @@ func TestListUsersPagesThroughAll(t *testing.T) {
 		case "user_007":
 			if !reflect.DeepEqual(roles, map[string]any{"alpha": "MANAGER"}) || meta["tokenManager:globalRole"] != nil {
 				t.Errorf("user_007 metadata %v", meta)
+			}
+		case "user_100":
+			if !reflect.DeepEqual(roles, map[string]any{"alpha": "DEVELOPER", "beta": "ADMIN"}) {
+				t.Errorf("user_100 metadata %v", meta)
 			}
 		case "user_042":
 			if len(roles) != 0 || meta["tokenManager:globalRole"] != "ADMIN" {
@@ -199,6 +204,23 @@ func TestListUsersPagesThroughAll(t *testing.T) {
 	}
 	if c := h.count(`SELECT count(*) FROM team.users`); c != n {
 		t.Errorf("users cache holds %d", c)
+	}
+	// A team MANAGER sees only the people of the teams they manage, and only
+	// their roles there: not beta's ADMIN, not who is a global ADMIN.
+	resp, err = h.srv.ListUsers(mgr, &teamv1.ListUsersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{}
+	for _, u := range resp.GetUsers() {
+		meta := u.GetPublicMetadata().AsMap()
+		got[u.GetId()] = meta["tokenManager:teamRoles"]
+		if meta["tokenManager:globalRole"] != nil {
+			t.Errorf("%s: global role shown to a team MANAGER", u.GetId())
+		}
+	}
+	if want := map[string]any{"user_007": map[string]any{"alpha": "MANAGER"}, "user_100": map[string]any{"alpha": "DEVELOPER"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("MANAGER of alpha sees %v, want %v", got, want)
 	}
 	if _, err := h.srv.ListUsers(h.person("user_v", "alpha", "DEVELOPER"), &teamv1.ListUsersRequest{}); code(err) != codes.PermissionDenied {
 		t.Errorf("developer lists users: %v", err)

@@ -61,8 +61,27 @@ func (s *Service) ListUsers(ctx context.Context) ([]UserView, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A team MANAGER or ADMIN sees the people of the teams they manage, with
+	// their roles in those teams only; a global ADMIN sees everyone.
+	managed := map[string]bool{}
+	for t, r := range p.TeamRoles {
+		managed[t] = r.AtLeast(auth.RoleManager)
+	}
 	out := make([]UserView, 0, len(users))
 	for _, u := range users {
+		if !p.IsGlobalAdmin() {
+			visible := map[string]auth.Role{}
+			for t, r := range teamRoles[u.ID] {
+				if managed[t] {
+					visible[t] = r
+				}
+			}
+			if len(visible) == 0 {
+				continue
+			}
+			teamRoles[u.ID] = visible
+			delete(globalRoles, u.ID)
+		}
 		meta := map[string]any{}
 		if len(u.PublicMetadata) > 0 {
 			_ = json.Unmarshal(u.PublicMetadata, &meta) // not an object: start afresh

@@ -238,6 +238,20 @@ func (s *Service) ListTokens(ctx context.Context, p *auth.Principal) ([]*Token, 
 	return out, rows.Err()
 }
 
+// visibleToken is liveToken for a caller: a token of a team the caller may
+// not read is "Token not found" too, as GitHub answers 404 for what is
+// outside your reach, so that refusals never tell who owns which id.
+func visibleToken(ctx context.Context, q db.DBTX, p *auth.Principal, id int64, lock bool) (*Token, error) {
+	t, err := liveToken(ctx, q, id, lock)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil && p.Kind != auth.KindService && !authz.CanRead(p, t.TeamID) {
+		return nil, errs.NotFound("Token not found")
+	}
+	return t, nil
+}
+
 // liveToken loads a token that is not revoked, locked for update when
 // lock is set; "Token not found" otherwise.
 func liveToken(ctx context.Context, q db.DBTX, id int64, lock bool) (*Token, error) {
@@ -292,7 +306,7 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 	}
 	var out *Token
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		t, err := liveToken(ctx, tx, id, true)
+		t, err := visibleToken(ctx, tx, p, id, true)
 		if err != nil {
 			return err
 		}
@@ -345,7 +359,7 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 // resolve it), every KV entry of its secrets is deleted through the outbox.
 func (s *Service) DeleteToken(ctx context.Context, p *auth.Principal, id int64) error {
 	return db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		t, err := liveToken(ctx, tx, id, true)
+		t, err := visibleToken(ctx, tx, p, id, true)
 		if err != nil {
 			return err
 		}
@@ -384,7 +398,7 @@ func removeSecretsFromKV(ctx context.Context, tx db.DBTX, where string, args ...
 func (s *Service) RevealToken(ctx context.Context, p *auth.Principal, id int64) (string, error) {
 	var plain string
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		t, err := liveToken(ctx, tx, id, false)
+		t, err := visibleToken(ctx, tx, p, id, false)
 		if err != nil {
 			return err
 		}
@@ -423,7 +437,7 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 	}
 	var out *Created
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		t, err := liveToken(ctx, tx, id, true)
+		t, err := visibleToken(ctx, tx, p, id, true)
 		if err != nil {
 			return err
 		}

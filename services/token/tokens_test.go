@@ -65,10 +65,19 @@ func TestTokenLifecycle(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, c.Plaintext, got)
 	}
-	for _, p := range []*auth.Principal{otherDev, outsider, service} {
+	for _, p := range []*auth.Principal{otherDev, service} {
 		_, err := svc.RevealToken(ctx, p, c.ID)
 		require.ErrorIs(t, err, errs.ErrPermissionDenied)
 	}
+	// Outside the caller's teams a token is not found: a refusal must not
+	// tell who owns the id. Every action by id answers alike.
+	_, err = svc.RevealToken(ctx, outsider, c.ID)
+	require.ErrorIs(t, err, errs.ErrNotFound)
+	_, err = svc.RotateToken(ctx, outsider, c.ID, nil)
+	require.ErrorIs(t, err, errs.ErrNotFound)
+	require.ErrorIs(t, svc.DeleteToken(ctx, outsider, c.ID), errs.ErrNotFound)
+	_, err = svc.UpdateToken(ctx, outsider, c.ID, TokenPatch{Name: ptr("x")})
+	require.ErrorIs(t, err, errs.ErrNotFound)
 	require.Equal(t, 3, count(t, svc.Pool, `SELECT count(*) FROM token.outbox WHERE topic = 'audit' AND payload->>'action' = 'reveal'`))
 	require.Zero(t, count(t, svc.Pool, `SELECT count(*) FROM token.outbox WHERE payload::text LIKE '%'||$1||'%'`, c.Plaintext))
 
