@@ -21,6 +21,9 @@ GO_TEST_FLAGS ?= -count=1 -timeout=20m
 # module runs without it in CI: its end-to-end and reliability tests are process-level and the
 # race build doubles their time on 2 cores (run `cd services && go test -race ./internal/...` locally).
 RACE ?= -race
+# A bounded run of the gateway's input fuzz target (FuzzRequest: hostile requests never get a 5xx);
+# go test allows one -fuzz target per invocation.
+FUZZ_TIME ?= 20s
 
 .PHONY: help
 help: ## List the targets
@@ -103,6 +106,8 @@ test: pg-test tools node-deps check-generated lint ## What CI runs: PostgreSQL, 
 	  echo "==> go test ($$m) $$race"; \
 	  (cd $$m && go test $(GO_TEST_FLAGS) $$race ./...) || failed+=($$m); \
 	done; \
+	echo "==> go test -fuzz FuzzRequest (gateway, $(FUZZ_TIME))"; \
+	(cd gateway && go test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZ_TIME) ./internal/server) || failed+=(gateway-fuzz); \
 	[[ -f $$TM_EDGE_REPORT ]] && cat "$$TM_EDGE_REPORT"; \
 	if (( $${#failed[@]} )); then echo "tests failed in: $${failed[*]}" >&2; exit 1; fi
 

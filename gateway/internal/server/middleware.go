@@ -117,10 +117,13 @@ func routeLabel(r *http.Request, patterns []pattern) string {
 // middleware wraps the whole HTTP surface. The order matters and is written
 // down once: recovery (outermost, so nothing escapes as a bare 500) → request
 // id → CORS (before anything can fail, so browsers can read every error) →
-// logging and metrics → body size limit → client address → the routes.
+// logging and metrics → body size limit → input check (validate.go: NUL,
+// invalid UTF-8, deep JSON, non-decimal ids; 400 before any RPC) → client
+// address → the routes.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	h := next
 	h = s.clientAddress(h)
+	h = s.checkInput(h)
 	h = s.limitBody(h)
 	h = s.observe(h)
 	h = s.cors(h)

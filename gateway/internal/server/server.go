@@ -44,8 +44,10 @@ type Server struct {
 	metrics  *httpMetrics
 	registry *prometheus.Registry
 	patterns []pattern
-	conns    []*grpc.ClientConn
-	handler  http.Handler
+	// inputRoutes drive the input check (validate.go), built from the same route table.
+	inputRoutes []inputRoute
+	conns       []*grpc.ClientConn
+	handler     http.Handler
 
 	usage usagev1.UsageServiceClient
 	audit auditv1.AuditServiceClient
@@ -65,6 +67,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	for _, r := range routes {
 		s.patterns = append(s.patterns, newPattern(r.Method, r.Path))
 	}
+	s.inputRoutes = newInputRoutes(routes)
 
 	mux := runtime.NewServeMux(
 		// Proto field names, unpopulated fields emitted, 64-bit ints as numbers:
