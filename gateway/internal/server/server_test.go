@@ -204,6 +204,10 @@ func TestErrorsBecomeDetailWithStatus(t *testing.T) {
 		if ra := rec.Header().Get("Retry-After"); (c.status == 503) != (ra != "") {
 			t.Errorf("%v: status %d with Retry-After %q", c.err, c.status, ra)
 		}
+		// A cross-origin page can read Retry-After only when it is exposed.
+		if e := rec.Header().Get("Access-Control-Expose-Headers"); !strings.Contains(e, "Retry-After") {
+			t.Errorf("%v: Access-Control-Expose-Headers %q lacks Retry-After", c.err, e)
+		}
 	}
 }
 
