@@ -162,7 +162,7 @@ var auditExpectations = []auditStep{
 		},
 		events: tokenEvent("create", userTok, covTeam)},
 	{endpoint: "PUT /api/tokens/{id}", as: covUser, path: func(w *covWorld) string { return "/api/tokens/" + w.userToken },
-		body: fixed(`{"name":"cov-token-renamed","description":"d","scopes":["image"]}`), events: tokenEvent("update", userTok, covTeam)},
+		body: fixed(`{"name":"cov-token-renamed","description":"d","scopes":["*"]}`), events: tokenEvent("update", userTok, covTeam)},
 	{endpoint: "GET /api/tokens/{id}/reveal", as: covUser, path: func(w *covWorld) string { return "/api/tokens/" + w.userToken + "/reveal" },
 		after: func(w *covWorld, b []byte) {
 			if got := jsonField(w.t, b, "token"); got != w.currentTokenSecret {
@@ -248,7 +248,7 @@ var auditExpectations = []auditStep{
 			return []wantEvent{{"update", "membership", covMember + "@" + covKeyTeam, covKeyTeam}}
 		}},
 	{endpoint: "POST /api/tokens", as: covKey, path: fixed("/api/tokens"),
-		body: fixed(`{"name":"cov-key-token","team_id":"` + covKeyTeam + `"}`),
+		body: fixed(`{"name":"cov-key-token","team_id":"` + covKeyTeam + `","scopes":["*"]}`),
 		after: func(w *covWorld, b []byte) {
 			w.keyTok = jsonField(w.t, b, "id")
 			w.keep(jsonField(w.t, b, "token"))

@@ -263,6 +263,10 @@ func TestTokenService(t *testing.T) {
 	key := r.adminKey
 
 	// --- Tokens: every response shape, and the KV entry each one leaves.
+	// Their scopes must name a route's service segment or tag: the image
+	// route comes first.
+	r.must(200, "POST", "/api/routes", key, `{"name":"Image service","path":"/api/image","backend_url":"https://image.example.com","tags":["media"],
+		"backend_auth_type":"none","backend_auth_config":null,"backend_auth_secrets":null}`)
 	var tokID, plain string
 	t.Run("create token", func(t *testing.T) {
 		resp := r.must(200, "POST", "/api/tokens", r.user("user_tokdev"),
@@ -291,8 +295,27 @@ func TestTokenService(t *testing.T) {
 		}
 	})
 
+	t.Run("a token without scopes or with an unknown scope is refused", func(t *testing.T) {
+		for body, detail := range map[string]string{
+			`{"name":"n","team_id":"` + tokTeam + `"}`:                              `{"detail":"scopes must have at least one entry"}`,
+			`{"name":"n","team_id":"` + tokTeam + `","scopes":null}`:                `{"detail":"scopes must have at least one entry"}`,
+			`{"name":"n","team_id":"` + tokTeam + `","scopes":[]}`:                  `{"detail":"scopes must have at least one entry"}`,
+			`{"name":"n","team_id":"` + tokTeam + `","scopes":["image","imagen"]}`:  `Unknown scope \"imagen\"`,
+			`{"name":"n","team_id":"` + tokTeam + `","scopes":["*","tag:nomedia"]}`: `Unknown scope \"tag:nomedia\"`,
+		} {
+			resp := r.must(400, "POST", "/api/tokens", r.user("user_tokdev"), body)
+			if !strings.Contains(string(resp.Body), detail) {
+				t.Errorf("%s: %s, want a detail with %s", body, resp.Body, detail)
+			}
+		}
+		resp := r.must(400, "PUT", "/api/tokens/"+tokID, r.user("user_tokmgr"), `{"scopes":["imagen"]}`)
+		if !strings.Contains(string(resp.Body), `Unknown scope \"imagen\"`) {
+			t.Errorf("PUT unknown scope: %s", resp.Body)
+		}
+	})
+
 	t.Run("create token that never expires", func(t *testing.T) {
-		resp := r.must(200, "POST", "/api/tokens", r.user("user_tokdev"), `{"name":"forever","team_id":"`+tokTeam+`","scopes":[],"expires_days":null}`)
+		resp := r.must(200, "POST", "/api/tokens", r.user("user_tokdev"), `{"name":"forever","team_id":"`+tokTeam+`","scopes":["*"],"expires_days":null}`)
 		golden(t, "token_create_never_expires.json", resp, "token")
 		var c struct{ Token string }
 		_ = json.Unmarshal(resp.Body, &c)
@@ -303,7 +326,7 @@ func TestTokenService(t *testing.T) {
 			t.Errorf("KV %s.expires_at = %v, want null", k, ev)
 		}
 		if !reflect.DeepEqual(v["scopes"], []any{"*"}) {
-			t.Errorf("KV %s.scopes = %v, want the default [\"*\"]", k, v["scopes"])
+			t.Errorf("KV %s.scopes = %v, want [\"*\"]", k, v["scopes"])
 		}
 	})
 
@@ -396,8 +419,6 @@ func TestTokenService(t *testing.T) {
 		if strings.Contains(string(resp.Body), "sk-proj-e2e-secret") {
 			t.Error("the response contains the secret value")
 		}
-		r.must(200, "POST", "/api/routes", key, `{"name":"Image service","path":"/api/image","backend_url":"https://image.example.com","tags":["media"],
-			"backend_auth_type":"none","backend_auth_config":null,"backend_auth_secrets":null}`)
 		r.must(200, "POST", "/api/routes", key, `{"name":"Internal","path":"/api/intern","backend_url":"http://internal.example.com:8080/base",
 			"backend_auth_type":"api-key","backend_auth_config":{"key_ref":"INTERNAL_KEY","header_name":"X-Internal-Key"},"backend_auth_secrets":{"INTERNAL_KEY":"ik-1"}}`)
 		r.must(200, "POST", "/api/routes", key, `{"name":"Legacy","path":"/api/legacy","backend_url":"https://svc.example.com","tags":["media","old"],
@@ -510,7 +531,7 @@ func TestTokenService(t *testing.T) {
 	t.Run("bad input changes nothing", func(t *testing.T) { r.badInput(t) })
 
 	t.Run("revocation survives a failing Cloudflare", func(t *testing.T) {
-		resp := r.must(200, "POST", "/api/tokens", key, `{"name":"doomed","team_id":"`+tokTeam+`"}`)
+		resp := r.must(200, "POST", "/api/tokens", key, `{"name":"doomed","team_id":"`+tokTeam+`","scopes":["*"]}`)
 		var c struct{ Token string }
 		_ = json.Unmarshal(resp.Body, &c)
 		k := "token:" + tokenHash(c.Token)
@@ -624,7 +645,7 @@ func (r *tokRig) badInput(t *testing.T) {
 	// Fixtures the bad requests aim at: a live token, a revoked token, a
 	// route owning a secret.
 	live := idOf(t, r.must(200, "POST", "/api/tokens", key, `{"name":"target","team_id":"`+tokTeam+`","scopes":["*"]}`).Body)
-	revoked := idOf(t, r.must(200, "POST", "/api/tokens", key, `{"name":"gone","team_id":"`+tokTeam+`"}`).Body)
+	revoked := idOf(t, r.must(200, "POST", "/api/tokens", key, `{"name":"gone","team_id":"`+tokTeam+`","scopes":["*"]}`).Body)
 	r.must(200, "DELETE", "/api/tokens/"+revoked, key, "")
 	route := idOf(t, r.must(200, "POST", "/api/routes", key, `{"name":"Owner","path":"/api/owner","backend_url":"https://owner.example.com",
 		"backend_auth_type":"bearer","backend_auth_config":{"token_ref":"OWNED"},"backend_auth_secrets":{"OWNED":"v1"}}`).Body)
@@ -657,6 +678,12 @@ func (r *tokRig) badInput(t *testing.T) {
 		{"POST", "/api/tokens", `{"name":"a\u0000b","team_id":"` + tokTeam + `"}`, 400},
 		{"POST", "/api/tokens", tok + `"description":"` + strings.Repeat("d", 501) + `"}`, 400},
 		{"POST", "/api/tokens", tok + `"scopes":["tag:"]}`, 400},
+		// A token needs at least one scope, and each must grant something.
+		{"POST", "/api/tokens", tok + `"scopes":null}`, 400},
+		{"POST", "/api/tokens", tok + `"scopes":[]}`, 400},
+		{"POST", "/api/tokens", tok + `"expires_days":30}`, 400},
+		{"POST", "/api/tokens", tok + `"scopes":["image","nosuchservice"]}`, 400},
+		{"POST", "/api/tokens", tok + `"scopes":["tag:nosuchtag"]}`, 400},
 		{"POST", "/api/tokens", tok + `"scopes":["Image!"]}`, 400},
 		{"POST", "/api/tokens", tok + `"scopes":["../admin"]}`, 400},
 		{"POST", "/api/tokens", tok + `"scopes":["tag:a b"]}`, 400},
@@ -667,6 +694,8 @@ func (r *tokRig) badInput(t *testing.T) {
 		{"PUT", "/api/tokens/" + live, `{"name":7}`, 400},
 		{"PUT", "/api/tokens/" + live, `{"scopes":"*"}`, 400},
 		{"PUT", "/api/tokens/" + live, `{"scopes":[]}`, 400},
+		{"PUT", "/api/tokens/" + live, `{"scopes":["nosuchservice"]}`, 400},
+		{"PUT", "/api/tokens/" + live, `{"scopes":["tag:nosuchtag"]}`, 400},
 		{"PUT", "/api/tokens/" + live, `{"scopes":[7]}`, 400},
 		{"PUT", "/api/tokens/" + live, `{"scopes":["bad scope"]}`, 400},
 		{"PUT", "/api/tokens/" + live, `{"name":"` + long + `"}`, 400},
@@ -677,7 +706,7 @@ func (r *tokRig) badInput(t *testing.T) {
 		{"PUT", "/api/tokens/999999", `{"name":"x"}`, 404},
 		{"PUT", "/api/tokens/abc", `{"name":"x"}`, 400},
 		{"PUT", "/api/tokens/1.5", `{"name":"x"}`, 400},
-		{"PUT", "/api/tokens/..%2F" + live, `{"name":"x"}`, 404}, // no such route
+		{"PUT", "/api/tokens/..%2F" + live, `{"name":"x"}`, 400}, // not a decimal id
 		// GET /api/tokens/{id}/reveal
 		{"GET", "/api/tokens/abc/reveal", "", 400},
 		{"GET", "/api/tokens/999999/reveal", "", 404},
