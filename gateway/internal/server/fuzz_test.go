@@ -37,10 +37,7 @@ func newFuzzChain(t testing.TB) http.Handler {
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		metrics: newHTTPMetrics(nil),
 	}
-	for _, r := range routes {
-		s.patterns = append(s.patterns, newPattern(r.Method, r.Path))
-	}
-	s.inputRoutes = newInputRoutes(routes)
+	s.patterns = newPatterns(routes)
 	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(why string) { writeError(w, http.StatusInternalServerError, "backend got "+why) }
 		if bad(r.URL.Path) {
@@ -66,7 +63,8 @@ func newFuzzChain(t testing.TB) http.Handler {
 			v, _ := url.PathUnescape(e)
 			segs = append(segs, v)
 		}
-		if route := matchInputRoute(s.inputRoutes, r.Method, segs); route != nil {
+		route := matchPattern(s.patterns, r.Method, segs)
+		if route != nil {
 			for i := range route.intParam {
 				n0, err0 := strconv.ParseInt(segs[i], 0, 64)
 				n10, err10 := strconv.ParseInt(segs[i], 10, 64)
@@ -81,7 +79,7 @@ func newFuzzChain(t testing.TB) http.Handler {
 			writeError(w, http.StatusRequestEntityTooLarge, "too large")
 			return
 		}
-		if len(bytes.TrimSpace(body)) > 0 && !rawBodyPaths[r.URL.Path] {
+		if len(bytes.TrimSpace(body)) > 0 && (route == nil || !route.raw) {
 			if bytes.IndexByte(body, 0) >= 0 || !utf8.Valid(body) {
 				fail("a body with NUL or invalid UTF-8")
 				return

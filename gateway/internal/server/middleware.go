@@ -106,10 +106,8 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 
 // routeLabel keeps metric cardinality bounded: the path pattern without ids.
 func routeLabel(r *http.Request, patterns []pattern) string {
-	for _, p := range patterns {
-		if p.method == r.Method && p.match(r.URL.Path) {
-			return p.template
-		}
+	if p := matchPattern(patterns, r.Method, splitPath(r.URL.Path)); p != nil {
+		return p.template
 	}
 	return "other"
 }

@@ -47,17 +47,27 @@ func (s *Server) outgoing(r *http.Request) context.Context {
 	return metadata.NewOutgoingContext(r.Context(), md)
 }
 
-// serveUsageLog is POST /api/usage-log: the Worker's usage report, passed
-// raw to UsageService.Ingest, which verifies the signature and decodes it.
-func (s *Server) serveUsageLog(w http.ResponseWriter, r *http.Request) {
+// readBody reads the request body within limitBody's bound; when it cannot,
+// it has answered (413 over the bound, else 400) and reports false.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			writeError(w, http.StatusRequestEntityTooLarge, "Request body too large")
-			return
+			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "Could not read request body")
+		return nil, false
+	}
+	return body, true
+}
+
+// serveUsageLog is POST /api/usage-log: the Worker's usage report, passed
+// raw to UsageService.Ingest, which verifies the signature and decodes it.
+func (s *Server) serveUsageLog(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
 		return
 	}
 	resp, err := s.usage.Ingest(s.outgoing(r), &usagev1.IngestRequest{

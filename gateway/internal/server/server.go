@@ -44,10 +44,8 @@ type Server struct {
 	metrics  *httpMetrics
 	registry *prometheus.Registry
 	patterns []pattern
-	// inputRoutes drive the input check (validate.go), built from the same route table.
-	inputRoutes []inputRoute
-	conns       []*grpc.ClientConn
-	handler     http.Handler
+	conns    []*grpc.ClientConn
+	handler  http.Handler
 
 	usage usagev1.UsageServiceClient
 	audit auditv1.AuditServiceClient
@@ -64,10 +62,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range routes {
-		s.patterns = append(s.patterns, newPattern(r.Method, r.Path))
-	}
-	s.inputRoutes = newInputRoutes(routes)
+	s.patterns = newPatterns(routes)
 
 	mux := runtime.NewServeMux(
 		// Proto field names, unpopulated fields emitted, 64-bit ints as numbers:

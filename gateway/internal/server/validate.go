@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,69 +12,12 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
-
-	"github.com/tokenmanager/tokenmanager/gateway"
 )
 
 // maxJSONDepth bounds how deeply a JSON request body may nest objects and
 // arrays. The contract's deepest body (a route's backend_auth_config) needs a
 // handful of levels; thousands of levels only cost the services stack and time.
 const maxJSONDepth = 64
-
-// rawBodyPaths are routes whose body is not decoded by the gateway and travels
-// as exact bytes (the usage report: a signature covers them, and the usage
-// service checks its own text fields).
-var rawBodyPaths = map[string]bool{"/api/usage-log": true}
-
-// inputRoute is a route template with what the input check needs: which path
-// segments are integer parameters, and which query parameters are integers.
-type inputRoute struct {
-	method   string
-	segments []string        // template segments; "{name}" for a parameter
-	intParam map[int]intSpec // segment index → integer parameter
-	intQuery map[string]intSpec
-	literals int // number of literal segments (the most literal match wins)
-}
-
-type intSpec struct {
-	name string
-	bits int
-}
-
-// newInputRoutes builds the check table from the route table and the request
-// messages' descriptors, so every route and every integer parameter is
-// covered without listing them by hand.
-func newInputRoutes(routes []gateway.Route) []inputRoute {
-	var out []inputRoute
-	for _, r := range routes {
-		ir := inputRoute{method: r.Method, segments: strings.Split(strings.Trim(r.Path, "/"), "/"), intParam: map[int]intSpec{}, intQuery: map[string]intSpec{}}
-		var in protoreflect.MessageDescriptor
-		if d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(r.Selector)); err == nil {
-			if md, ok := d.(protoreflect.MethodDescriptor); ok {
-				in = md.Input()
-			}
-		}
-		for i, s := range ir.segments {
-			if !strings.HasPrefix(s, "{") {
-				ir.literals++
-				continue
-			}
-			name := strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
-			if eq := strings.IndexByte(name, '='); eq >= 0 {
-				name = name[:eq]
-			}
-			if bits := intFieldBits(in, name); bits > 0 {
-				ir.intParam[i] = intSpec{name: name, bits: bits}
-			}
-		}
-		if in != nil && r.Body != "*" {
-			collectIntQuery(in, "", ir.intQuery, 0)
-		}
-		out = append(out, ir)
-	}
-	return out
-}
 
 // intFieldBits resolves a dotted field path in md and returns the bit size of
 // the integer it names (0: not an integer, or unknown).
@@ -149,30 +91,6 @@ func collectIntQuery(md protoreflect.MessageDescriptor, prefix string, into map[
 	}
 }
 
-// match returns the route the request's path segments select for method, or
-// nil: literal segments must be equal, and the most literal route wins
-// (/api/routes/tags over /api/routes/{id}).
-func matchInputRoute(routes []inputRoute, method string, segs []string) *inputRoute {
-	var best *inputRoute
-	for i := range routes {
-		r := &routes[i]
-		if r.method != method || len(r.segments) != len(segs) {
-			continue
-		}
-		ok := true
-		for j, s := range r.segments {
-			if !strings.HasPrefix(s, "{") && s != segs[j] {
-				ok = false
-				break
-			}
-		}
-		if ok && (best == nil || r.literals > best.literals) {
-			best = r
-		}
-	}
-	return best
-}
-
 // strictInt reports whether v is an integer written plainly in decimal: an
 // optional minus sign, no leading zeros, no "+", "0x", "_", spaces, and in
 // range. grpc-gateway parses integers with strconv base 0, so "0x1" or "010"
@@ -231,20 +149,15 @@ func printableName(name string) string {
 // before any RPC; messages name the part that was bad, never its value.
 func (s *Server) checkInput(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if detail := s.inputProblem(r); detail != "" {
+		route, detail := s.inputProblem(r)
+		if detail != "" {
 			writeError(w, http.StatusBadRequest, detail)
 			return
 		}
-		if r.Body != nil && r.Body != http.NoBody && !rawBodyPaths[r.URL.Path] {
-			body, err := io.ReadAll(r.Body)
+		if r.Body != nil && r.Body != http.NoBody && (route == nil || !route.raw) {
+			body, ok := readBody(w, r)
 			_ = r.Body.Close()
-			if err != nil {
-				var tooLarge *http.MaxBytesError
-				if errors.As(err, &tooLarge) {
-					writeError(w, http.StatusRequestEntityTooLarge, "Request body too large")
-					return
-				}
-				writeError(w, http.StatusBadRequest, "Could not read request body")
+			if !ok {
 				return
 			}
 			if detail := jsonBodyProblem(body); detail != "" {
@@ -257,56 +170,57 @@ func (s *Server) checkInput(next http.Handler) http.Handler {
 	})
 }
 
-// inputProblem checks the path and the query string.
-func (s *Server) inputProblem(r *http.Request) string {
+// inputProblem checks the path and the query string, and returns the route
+// the path selects (nil for none).
+func (s *Server) inputProblem(r *http.Request) (*pattern, string) {
 	raw := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
 	segs := make([]string, len(raw))
 	for i, e := range raw {
 		v, err := url.PathUnescape(e)
 		if err != nil {
-			return "Invalid URL path: bad percent-encoding"
+			return nil, "Invalid URL path: bad percent-encoding"
 		}
 		if why := badText(v); why != "" {
-			return fmt.Sprintf("Invalid URL path: segment %d %s", i+1, why)
+			return nil, fmt.Sprintf("Invalid URL path: segment %d %s", i+1, why)
 		}
 		segs[i] = v
 	}
-	route := matchInputRoute(s.inputRoutes, r.Method, segs)
+	route := matchPattern(s.patterns, r.Method, segs)
 	if route != nil {
 		for i, spec := range route.intParam {
 			if !strictInt(segs[i], spec.bits) {
-				return fmt.Sprintf("Invalid path parameter %q must be a decimal integer", spec.name)
+				return route, fmt.Sprintf("Invalid path parameter %q must be a decimal integer", spec.name)
 			}
 		}
 	}
 	if r.URL.RawQuery == "" {
-		return ""
+		return route, ""
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return "Invalid query string: bad percent-encoding"
+		return route, "Invalid query string: bad percent-encoding"
 	}
 	for k, vs := range q {
 		if why := badText(k); why != "" {
-			return "Invalid query string: a parameter name " + why
+			return route, "Invalid query string: a parameter name " + why
 		}
 		name := printableName(k)
 		for _, v := range vs {
 			if why := badText(v); why != "" {
 				if name == "" {
-					return "Invalid query string: a parameter value " + why
+					return route, "Invalid query string: a parameter value " + why
 				}
-				return fmt.Sprintf("Invalid query parameter %q %s", name, why)
+				return route, fmt.Sprintf("Invalid query parameter %q %s", name, why)
 			}
 			if route == nil {
 				continue
 			}
 			if spec, ok := route.intQuery[k]; ok && v != "" && !strictInt(v, spec.bits) {
-				return fmt.Sprintf("Invalid query parameter %q must be a decimal integer", spec.name)
+				return route, fmt.Sprintf("Invalid query parameter %q must be a decimal integer", spec.name)
 			}
 		}
 	}
-	return ""
+	return route, ""
 }
 
 // jsonBodyProblem scans a JSON body for what must not reach the services:

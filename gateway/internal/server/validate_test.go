@@ -17,7 +17,7 @@ func TestInputRoutesCoverIntParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := newInputRoutes(routes)
+	table := newPatterns(routes)
 	got := map[string]bool{}
 	for _, r := range table {
 		for i, spec := range r.intParam {
@@ -43,7 +43,7 @@ func TestInputRoutesCoverIntParams(t *testing.T) {
 			}
 		}
 	}
-	if r := matchInputRoute(table, "GET", []string{"api", "dashboard", "audit-logs"}); r == nil || r.intQuery["limit"].bits != 32 || r.intQuery["offset"].bits != 32 {
+	if r := matchPattern(table, "GET", []string{"api", "dashboard", "audit-logs"}); r == nil || r.intQuery["limit"].bits != 32 || r.intQuery["offset"].bits != 32 {
 		t.Errorf("audit-logs limit/offset not checked as integers: %+v", r)
 	}
 }
