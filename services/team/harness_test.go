@@ -22,27 +22,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// fakeTokens is a TokenService that answers GetTokenStats from a map, or
-// Unimplemented (as the token service did before it was built).
+// fakeTokens is a TokenService whose RetireTeam counts a team's tokens from a
+// map, or answers Unimplemented (a token service that cannot answer).
 type fakeTokens struct {
 	tokenv1.UnimplementedTokenServiceServer
 	mu            sync.Mutex
 	counts        map[string]int64
 	retired       map[string]bool
 	unimplemented bool
-}
-
-func (f *fakeTokens) GetTokenStats(_ context.Context, req *tokenv1.GetTokenStatsRequest) (*tokenv1.GetTokenStatsResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.unimplemented {
-		return nil, status.Error(codes.Unimplemented, "not yet")
-	}
-	var n int64
-	for _, t := range req.GetTeamIds() {
-		n += f.counts[t]
-	}
-	return &tokenv1.GetTokenStatsResponse{TotalTokens: n}, nil
 }
 
 // RetireTeam refuses while the map counts tokens for the team, as the token

@@ -169,15 +169,24 @@ func (s *Service) CreateToken(ctx context.Context, p *auth.Principal, in NewToke
 // is then ordered against RetireTeam: whichever locks the row second sees
 // the other's commit.
 func claimTeam(ctx context.Context, tx pgx.Tx, team string) error {
-	var retired *time.Time
-	if err := tx.QueryRow(ctx, `INSERT INTO token.team_registry (team_id) VALUES ($1)
-		ON CONFLICT (team_id) DO UPDATE SET team_id = EXCLUDED.team_id RETURNING retired_at`, team).Scan(&retired); err != nil {
-		return fmt.Errorf("claim team: %w", err)
+	retired, err := lockTeam(ctx, tx, team)
+	if err != nil {
+		return err
 	}
-	if retired != nil {
+	if retired {
 		return errs.Invalid("Team does not exist: " + team)
 	}
 	return nil
+}
+
+// lockTeam locks (creating it if need be) the team's registry row for the rest
+// of tx and says whether the team is retired.
+func lockTeam(ctx context.Context, tx pgx.Tx, team string) (retired bool, err error) {
+	if err := tx.QueryRow(ctx, `INSERT INTO token.team_registry (team_id) VALUES ($1)
+		ON CONFLICT (team_id) DO UPDATE SET team_id = EXCLUDED.team_id RETURNING retired_at IS NOT NULL`, team).Scan(&retired); err != nil {
+		return false, fmt.Errorf("lock team: %w", err)
+	}
+	return retired, nil
 }
 
 // RetireTeam ends a team's life here, for the team service's DeleteTeam: it
@@ -188,9 +197,8 @@ func (s *Service) RetireTeam(ctx context.Context, team string) error {
 		return err
 	}
 	return db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO token.team_registry (team_id) VALUES ($1)
-			ON CONFLICT (team_id) DO UPDATE SET team_id = EXCLUDED.team_id`, team); err != nil {
-			return fmt.Errorf("lock team: %w", err)
+		if _, err := lockTeam(ctx, tx, team); err != nil {
+			return err
 		}
 		// The row lock is held: this count sees every token committed by a
 		// CreateToken that locked the row first, and none can follow.

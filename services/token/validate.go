@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -92,50 +93,23 @@ func normalizeScopes(in []string) ([]string, error) {
 // carries; "*" is always valid. It reads the routes table inside tx, the
 // transaction that writes the token.
 func checkScopesKnown(ctx context.Context, tx pgx.Tx, scopes []string) error {
-	var services, tags []string
-	for _, s := range scopes {
-		if tag, isTag := strings.CutPrefix(s, "tag:"); isTag {
-			tags = append(tags, tag)
-		} else if s != "*" {
-			services = append(services, s)
-		}
-	}
-	if len(services) == 0 && len(tags) == 0 {
+	var unknown string
+	err := tx.QueryRow(ctx, `
+		SELECT s FROM unnest($1::text[]) WITH ORDINALITY AS u(s, n)
+		WHERE s <> '*' AND NOT EXISTS (SELECT 1 FROM token.routes r WHERE CASE
+			WHEN s LIKE 'tag:%' THEN substr(s, 5) = ANY(r.tags)
+			ELSE split_part(r.path, '/', 3) = s END)
+		ORDER BY n LIMIT 1`, scopes).Scan(&unknown)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return nil
+	case err != nil:
+		return fmt.Errorf("check scopes against routes: %w", err)
 	}
-	knownServices, knownTags := map[string]bool{}, map[string]bool{}
-	rows, err := tx.Query(ctx, `
-		SELECT 's', split_part(path, '/', 3) FROM token.routes WHERE split_part(path, '/', 3) = ANY($1)
-		UNION SELECT 't', tag FROM token.routes, unnest(tags) AS tag WHERE tag = ANY($2)`, services, tags)
-	if err != nil {
-		return fmt.Errorf("load route scopes: %w", err)
+	if tag, isTag := strings.CutPrefix(unknown, "tag:"); isTag {
+		return errs.Invalid(fmt.Sprintf("Unknown scope %q: no route has the tag %q", clip(unknown), clip(tag)))
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var kind, v string
-		if err := rows.Scan(&kind, &v); err != nil {
-			return fmt.Errorf("load route scopes: %w", err)
-		}
-		if kind == "s" {
-			knownServices[v] = true
-		} else {
-			knownTags[v] = true
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load route scopes: %w", err)
-	}
-	for _, s := range scopes {
-		tag, isTag := strings.CutPrefix(s, "tag:")
-		switch {
-		case s == "*":
-		case isTag && !knownTags[tag]:
-			return errs.Invalid(fmt.Sprintf("Unknown scope %q: no route has the tag %q", clip(s), clip(tag)))
-		case !isTag && !knownServices[s]:
-			return errs.Invalid(fmt.Sprintf("Unknown scope %q: no route path has %q as its service segment (like /api/%s)", clip(s), clip(s), clip(s)))
-		}
-	}
-	return nil
+	return errs.Invalid(fmt.Sprintf("Unknown scope %q: no route path has %q as its service segment (like /api/%s)", clip(unknown), clip(unknown), clip(unknown)))
 }
 
 func normalizeTags(in []string) ([]string, error) {

@@ -17,6 +17,13 @@ const (
 	pgUniqueViolation      = "23505"
 	pgSerializationFailure = "40001"
 	pgDeadlockDetected     = "40P01"
+	// PostgreSQL going away or refusing connections: Unavailable (see
+	// IsUnavailable), like the connection exceptions of class 08.
+	pgAdminShutdown       = "57P01"
+	pgCrashShutdown       = "57P02"
+	pgCannotConnectNow    = "57P03"
+	pgTooManyConnections  = "53300"
+	pgConnectionException = "08"
 )
 
 // grpcStatus is implemented by the errors of package status.
@@ -27,6 +34,8 @@ const (
 	msgInternal = "internal error"
 	msgExists   = "already exists"
 	msgConflict = "concurrent update conflict, please retry"
+	// msgUnavailable: the database could not be reached; safe to retry.
+	msgUnavailable = "Service temporarily unavailable, please retry"
 )
 
 // ToStatus converts err into the error a gRPC client may see:

@@ -11,10 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// msgUnavailable is what a client sees when the database could not be
-// reached; the request is safe to retry.
-const msgUnavailable = "Service temporarily unavailable, please retry"
-
 // IsUnavailable reports whether err means that a dependency (the database,
 // usually) could not be reached or is going away, rather than that the
 // request was wrong or the code is broken: the client may retry and should
@@ -38,8 +34,8 @@ func IsUnavailable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
-		case pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03",
-			pe.Code == "53300", strings.HasPrefix(pe.Code, "08"):
+		case pe.Code == pgAdminShutdown, pe.Code == pgCrashShutdown, pe.Code == pgCannotConnectNow,
+			pe.Code == pgTooManyConnections, strings.HasPrefix(pe.Code, pgConnectionException):
 			return true
 		}
 		return false // the server answered: any other SQLSTATE is not transient here
@@ -66,12 +62,8 @@ func IsUnavailable(err error) bool {
 		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
 		return true
 	}
-	var ne net.Error
+	var ne net.Error // *net.OpError, DNS and timeout errors alike
 	if errors.As(err, &ne) {
-		return true
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
 		return true
 	}
 	// pgx reports a query on a connection it already closed as a plain
