@@ -226,7 +226,7 @@ type CreateTokenRequest struct {
 	Name        string                  `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	TeamId      string                  `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	Description *wrapperspb.StringValue `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	// scopes: "*", a service name, or "tag:<tag>". Defaults to ["*"] when empty.
+	// scopes: "*", a service name, or "tag:<tag>". At least one; each must match a route (its service segment or a tag) unless it is "*".
 	Scopes []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// expires_days: 1..3650, or null for a token that never expires.
 	ExpiresDays   *wrapperspb.Int32Value `protobuf:"bytes,5,opt,name=expires_days,json=expiresDays,proto3" json:"expires_days,omitempty"`
