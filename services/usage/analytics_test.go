@@ -128,9 +128,11 @@ func TestTokenUsage(t *testing.T) {
 		{"global admin", as(globalAdmin), 42, nil},
 		{"manager of the team", as(coreManager), 42, nil},
 		{"viewer of the team", as(coreViewer), 42, errs.ErrPermissionDenied},
-		{"developer of another team", as(backendDev), 42, errs.ErrPermissionDenied},
+		// Outside the token's team: 404, as for unknown ids, so the answer
+		// does not tell who owns which id.
+		{"developer of another team", as(backendDev), 42, errs.ErrNotFound},
 		{"developer of its own team", as(backendDev), 43, errs.ErrPermissionDenied},
-		{"no teams", as(nobody), 42, errs.ErrPermissionDenied},
+		{"no teams", as(nobody), 42, errs.ErrNotFound},
 		{"anonymous", context.Background(), 42, errs.ErrUnauthenticated},
 		{"unknown token", as(globalAdmin), 999, errs.ErrNotFound},
 	} {

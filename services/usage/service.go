@@ -377,7 +377,10 @@ func (s *Service) TokenUsage(ctx context.Context, tokenID int64, limitV *wrapper
 			tok = t
 		}
 	}
-	if tok == nil {
+	// A token of a team the caller has no role in is "Token not found",
+	// as the token service answers for its by-id operations: a refusal
+	// must not tell who owns which id.
+	if tok == nil || !authz.CanRead(p, tok.GetTeamId()) {
 		return nil, errs.NotFound("Token not found")
 	}
 	if err := authz.Authorize(p, authz.TokenUsage, authz.Resource{Team: tok.GetTeamId()}); err != nil {
