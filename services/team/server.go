@@ -356,3 +356,20 @@ func PrincipalToProto(p *auth.Principal) *teamv1.Principal {
 	}
 	return out
 }
+
+// SetUserGlobalRole implements TeamService.
+func (s *Server) SetUserGlobalRole(ctx context.Context, req *teamv1.SetUserGlobalRoleRequest) (*teamv1.SetUserGlobalRoleResponse, error) {
+	changed, err := s.svc.SetGlobalRole(ctx, req.GetUserId(), req.GetRole())
+	if err != nil {
+		return nil, err
+	}
+	return &teamv1.SetUserGlobalRoleResponse{Success: true, UserId: req.GetUserId(), Role: req.GetRole(), Changed: changed}, nil
+}
+
+// RemoveUserGlobalRole implements TeamService.
+func (s *Server) RemoveUserGlobalRole(ctx context.Context, req *teamv1.RemoveUserGlobalRoleRequest) (*teamv1.RemoveUserGlobalRoleResponse, error) {
+	if err := s.svc.RemoveGlobalRole(ctx, req.GetUserId()); err != nil {
+		return nil, err
+	}
+	return &teamv1.RemoveUserGlobalRoleResponse{Success: true, UserId: req.GetUserId()}, nil
+}

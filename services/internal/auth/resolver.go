@@ -32,7 +32,9 @@ func isNotFound(err error) bool {
 // CacheOptions tune a CachingResolver. Zero values take the defaults.
 type CacheOptions struct {
 	// TTL is how long a resolved principal is reused (default 5s), and so
-	// how long a role change or key revocation may take to apply.
+	// how long a role change or key revocation may take to apply. A person
+	// holding the global ADMIN role is never reused, so revoking that role
+	// applies at once.
 	TTL time.Duration
 	// NegativeTTL is how long "not found" is remembered (default 1s).
 	NegativeTTL time.Duration
@@ -153,6 +155,10 @@ func (c *CachingResolver) load(ctx context.Context, key string, f *flight, load 
 		c.mu.Lock()
 		delete(c.flights, key)
 		switch {
+		case f.err == nil && f.p.Kind == KindUser && f.p.IsGlobalAdmin():
+			// Never reused: a person's global ADMIN role, once revoked,
+			// must stop working at the next request, not a TTL later.
+			// Global ADMINs are few, so this costs little.
 		case f.err == nil:
 			c.store(key, cacheEntry{p: f.p, expires: c.now().Add(c.ttl)})
 		case isNotFound(f.err):

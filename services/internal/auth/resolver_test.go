@@ -239,3 +239,41 @@ func TestCachingResolverPanicDoesNotStrandWaiters(t *testing.T) {
 		t.Fatal("waiter stranded")
 	}
 }
+
+// TestCachingResolverNeverReusesGlobalAdmins: a person's global ADMIN role
+// is looked up on every request (revoking it applies at once), while other
+// people and admin keys, the global-ADMIN bootstrap key included, are
+// cached as before.
+func TestCachingResolverNeverReusesGlobalAdmins(t *testing.T) {
+	t.Parallel()
+	next := &stubResolver{answer: func(_ context.Context, id string) (*auth.Principal, error) {
+		switch id {
+		case "user_root":
+			return &auth.Principal{Kind: auth.KindUser, ID: id, GlobalRole: auth.RoleAdmin}, nil
+		case "key_hash":
+			return &auth.Principal{Kind: auth.KindAdminKey, ID: "ak_1", GlobalRole: auth.RoleAdmin}, nil
+		}
+		return &auth.Principal{Kind: auth.KindUser, ID: id}, nil
+	}}
+	c := auth.NewCachingResolver(next, auth.CacheOptions{Clock: newFakeClock().Now})
+	ctx := context.Background()
+	for range 3 {
+		if p, err := c.ResolveUser(ctx, "user_root"); err != nil || !p.IsGlobalAdmin() {
+			t.Fatalf("user_root: %+v, %v", p, err)
+		}
+	}
+	if n := next.calls.Load(); n != 3 {
+		t.Fatalf("a global ADMIN was resolved %d times in 3 requests, want 3 (uncached)", n)
+	}
+	for range 3 {
+		if _, err := c.ResolveUser(ctx, "user_dev"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ResolveAdminKey(ctx, "key_hash"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := next.calls.Load(); n != 5 {
+		t.Fatalf("%d lookups, want 5: other people and admin keys stay cached", n)
+	}
+}

@@ -53,6 +53,8 @@ const (
 	InvitationAdmin  Action = "invitation.revoke"
 	AdminKeyManage   Action = "admin_key.manage"
 	RolesImport      Action = "roles.import"
+	// GlobalRoleManage is granting and revoking a person's global ADMIN role.
+	GlobalRoleManage Action = "global_role.manage"
 )
 
 // Resource is what an action is about.
@@ -115,7 +117,7 @@ func Authorize(p *auth.Principal, a Action, r Resource) error {
 			return nil
 		}
 		return errs.Forbidden("Permission denied: listing users needs MANAGER or ADMIN in a team")
-	case InvitationList, InvitationAdmin, AdminKeyManage, RolesImport:
+	case InvitationList, InvitationAdmin, AdminKeyManage, RolesImport, GlobalRoleManage:
 		return errs.Forbidden("Permission denied: global ADMIN only")
 	}
 

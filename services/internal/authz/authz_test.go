@@ -49,6 +49,7 @@ func TestMatrix(t *testing.T) {
 		InvitationList:   {"global"},
 		InvitationAdmin:  {"global"},
 		RolesImport:      {"global"},
+		GlobalRoleManage: {"global"},
 	}
 	allowed[TokenCreate] = append(allowed[TokenCreate], "admin-key")
 	for action, who := range allowed {

@@ -1228,6 +1228,225 @@ func (x *RemoveUserFromTeamResponse) GetTeamId() string {
 	return ""
 }
 
+type SetUserGlobalRoleRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// role: ADMIN, the only global role.
+	Role          string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUserGlobalRoleRequest) Reset() {
+	*x = SetUserGlobalRoleRequest{}
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUserGlobalRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUserGlobalRoleRequest) ProtoMessage() {}
+
+func (x *SetUserGlobalRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUserGlobalRoleRequest.ProtoReflect.Descriptor instead.
+func (*SetUserGlobalRoleRequest) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetUserGlobalRoleRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetUserGlobalRoleRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type SetUserGlobalRoleResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Success bool                   `protobuf:"varint,1,opt,name=success,proto3" json:"success,omitempty"`
+	UserId  string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Role    string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// changed is false when the user already held the role (nothing was
+	// written, audited or mirrored).
+	Changed       bool `protobuf:"varint,4,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUserGlobalRoleResponse) Reset() {
+	*x = SetUserGlobalRoleResponse{}
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUserGlobalRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUserGlobalRoleResponse) ProtoMessage() {}
+
+func (x *SetUserGlobalRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUserGlobalRoleResponse.ProtoReflect.Descriptor instead.
+func (*SetUserGlobalRoleResponse) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetUserGlobalRoleResponse) GetSuccess() bool {
+	if x != nil {
+		return x.Success
+	}
+	return false
+}
+
+func (x *SetUserGlobalRoleResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetUserGlobalRoleResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SetUserGlobalRoleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type RemoveUserGlobalRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveUserGlobalRoleRequest) Reset() {
+	*x = RemoveUserGlobalRoleRequest{}
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveUserGlobalRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveUserGlobalRoleRequest) ProtoMessage() {}
+
+func (x *RemoveUserGlobalRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveUserGlobalRoleRequest.ProtoReflect.Descriptor instead.
+func (*RemoveUserGlobalRoleRequest) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RemoveUserGlobalRoleRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type RemoveUserGlobalRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Success       bool                   `protobuf:"varint,1,opt,name=success,proto3" json:"success,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveUserGlobalRoleResponse) Reset() {
+	*x = RemoveUserGlobalRoleResponse{}
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveUserGlobalRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveUserGlobalRoleResponse) ProtoMessage() {}
+
+func (x *RemoveUserGlobalRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveUserGlobalRoleResponse.ProtoReflect.Descriptor instead.
+func (*RemoveUserGlobalRoleResponse) Descriptor() ([]byte, []int) {
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RemoveUserGlobalRoleResponse) GetSuccess() bool {
+	if x != nil {
+		return x.Success
+	}
+	return false
+}
+
+func (x *RemoveUserGlobalRoleResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type CreateInvitationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Email string                 `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
@@ -1239,7 +1458,7 @@ type CreateInvitationRequest struct {
 
 func (x *CreateInvitationRequest) Reset() {
 	*x = CreateInvitationRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[21]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1470,7 @@ func (x *CreateInvitationRequest) String() string {
 func (*CreateInvitationRequest) ProtoMessage() {}
 
 func (x *CreateInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[21]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1483,7 @@ func (x *CreateInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvitationRequest.ProtoReflect.Descriptor instead.
 func (*CreateInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{21}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateInvitationRequest) GetEmail() string {
@@ -1294,7 +1513,7 @@ type CreateInvitationResponse struct {
 
 func (x *CreateInvitationResponse) Reset() {
 	*x = CreateInvitationResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[22]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1525,7 @@ func (x *CreateInvitationResponse) String() string {
 func (*CreateInvitationResponse) ProtoMessage() {}
 
 func (x *CreateInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[22]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1538,7 @@ func (x *CreateInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvitationResponse.ProtoReflect.Descriptor instead.
 func (*CreateInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{22}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateInvitationResponse) GetSuccess() bool {
@@ -1365,7 +1584,7 @@ type ListInvitationsRequest struct {
 
 func (x *ListInvitationsRequest) Reset() {
 	*x = ListInvitationsRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[23]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1596,7 @@ func (x *ListInvitationsRequest) String() string {
 func (*ListInvitationsRequest) ProtoMessage() {}
 
 func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[23]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1609,7 @@ func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInvitationsRequest.ProtoReflect.Descriptor instead.
 func (*ListInvitationsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{23}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{27}
 }
 
 type ListInvitationsResponse struct {
@@ -1402,7 +1621,7 @@ type ListInvitationsResponse struct {
 
 func (x *ListInvitationsResponse) Reset() {
 	*x = ListInvitationsResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[24]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1633,7 @@ func (x *ListInvitationsResponse) String() string {
 func (*ListInvitationsResponse) ProtoMessage() {}
 
 func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[24]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1646,7 @@ func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInvitationsResponse.ProtoReflect.Descriptor instead.
 func (*ListInvitationsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{24}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListInvitationsResponse) GetInvitations() []*Invitation {
@@ -1446,7 +1665,7 @@ type RevokeInvitationRequest struct {
 
 func (x *RevokeInvitationRequest) Reset() {
 	*x = RevokeInvitationRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[25]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1677,7 @@ func (x *RevokeInvitationRequest) String() string {
 func (*RevokeInvitationRequest) ProtoMessage() {}
 
 func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[25]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1690,7 @@ func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvitationRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{25}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeInvitationRequest) GetInvitationId() string {
@@ -1491,7 +1710,7 @@ type RevokeInvitationResponse struct {
 
 func (x *RevokeInvitationResponse) Reset() {
 	*x = RevokeInvitationResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[26]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1722,7 @@ func (x *RevokeInvitationResponse) String() string {
 func (*RevokeInvitationResponse) ProtoMessage() {}
 
 func (x *RevokeInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[26]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1735,7 @@ func (x *RevokeInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvitationResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{26}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeInvitationResponse) GetSuccess() bool {
@@ -1553,7 +1772,7 @@ type AdminKey struct {
 
 func (x *AdminKey) Reset() {
 	*x = AdminKey{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[27]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1784,7 @@ func (x *AdminKey) String() string {
 func (*AdminKey) ProtoMessage() {}
 
 func (x *AdminKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[27]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1797,7 @@ func (x *AdminKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminKey.ProtoReflect.Descriptor instead.
 func (*AdminKey) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{27}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AdminKey) GetId() string {
@@ -1655,7 +1874,7 @@ type CreateAdminKeyRequest struct {
 
 func (x *CreateAdminKeyRequest) Reset() {
 	*x = CreateAdminKeyRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[28]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1886,7 @@ func (x *CreateAdminKeyRequest) String() string {
 func (*CreateAdminKeyRequest) ProtoMessage() {}
 
 func (x *CreateAdminKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[28]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1899,7 @@ func (x *CreateAdminKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAdminKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAdminKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{28}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateAdminKeyRequest) GetName() string {
@@ -1715,7 +1934,7 @@ type CreateAdminKeyResponse struct {
 
 func (x *CreateAdminKeyResponse) Reset() {
 	*x = CreateAdminKeyResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[29]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1946,7 @@ func (x *CreateAdminKeyResponse) String() string {
 func (*CreateAdminKeyResponse) ProtoMessage() {}
 
 func (x *CreateAdminKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[29]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1959,7 @@ func (x *CreateAdminKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAdminKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAdminKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{29}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateAdminKeyResponse) GetAdminKey() *AdminKey {
@@ -1765,7 +1984,7 @@ type ListAdminKeysRequest struct {
 
 func (x *ListAdminKeysRequest) Reset() {
 	*x = ListAdminKeysRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[30]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1996,7 @@ func (x *ListAdminKeysRequest) String() string {
 func (*ListAdminKeysRequest) ProtoMessage() {}
 
 func (x *ListAdminKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[30]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2009,7 @@ func (x *ListAdminKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAdminKeysRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{30}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{34}
 }
 
 type ListAdminKeysResponse struct {
@@ -1802,7 +2021,7 @@ type ListAdminKeysResponse struct {
 
 func (x *ListAdminKeysResponse) Reset() {
 	*x = ListAdminKeysResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[31]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +2033,7 @@ func (x *ListAdminKeysResponse) String() string {
 func (*ListAdminKeysResponse) ProtoMessage() {}
 
 func (x *ListAdminKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[31]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +2046,7 @@ func (x *ListAdminKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAdminKeysResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{31}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAdminKeysResponse) GetAdminKeys() []*AdminKey {
@@ -1846,7 +2065,7 @@ type RevokeAdminKeyRequest struct {
 
 func (x *RevokeAdminKeyRequest) Reset() {
 	*x = RevokeAdminKeyRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[32]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +2077,7 @@ func (x *RevokeAdminKeyRequest) String() string {
 func (*RevokeAdminKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAdminKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[32]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +2090,7 @@ func (x *RevokeAdminKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAdminKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAdminKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{32}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeAdminKeyRequest) GetId() string {
@@ -1891,7 +2110,7 @@ type RevokeAdminKeyResponse struct {
 
 func (x *RevokeAdminKeyResponse) Reset() {
 	*x = RevokeAdminKeyResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[33]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2122,7 @@ func (x *RevokeAdminKeyResponse) String() string {
 func (*RevokeAdminKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAdminKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[33]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2135,7 @@ func (x *RevokeAdminKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAdminKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAdminKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{33}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeAdminKeyResponse) GetSuccess() bool {
@@ -1950,7 +2169,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[34]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2181,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[34]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2194,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{34}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Principal) GetKind() PrincipalKind {
@@ -2033,7 +2252,7 @@ type GetPrincipalRequest struct {
 
 func (x *GetPrincipalRequest) Reset() {
 	*x = GetPrincipalRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[35]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2264,7 @@ func (x *GetPrincipalRequest) String() string {
 func (*GetPrincipalRequest) ProtoMessage() {}
 
 func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[35]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2277,7 @@ func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*GetPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{35}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetPrincipalRequest) GetCredential() isGetPrincipalRequest_Credential {
@@ -2113,7 +2332,7 @@ type GetPrincipalResponse struct {
 
 func (x *GetPrincipalResponse) Reset() {
 	*x = GetPrincipalResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[36]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2344,7 @@ func (x *GetPrincipalResponse) String() string {
 func (*GetPrincipalResponse) ProtoMessage() {}
 
 func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[36]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2357,7 @@ func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*GetPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{36}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetPrincipalResponse) GetPrincipal() *Principal {
@@ -2157,7 +2376,7 @@ type LookupTeamsRequest struct {
 
 func (x *LookupTeamsRequest) Reset() {
 	*x = LookupTeamsRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[37]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2388,7 @@ func (x *LookupTeamsRequest) String() string {
 func (*LookupTeamsRequest) ProtoMessage() {}
 
 func (x *LookupTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[37]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2401,7 @@ func (x *LookupTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupTeamsRequest.ProtoReflect.Descriptor instead.
 func (*LookupTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{37}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LookupTeamsRequest) GetTeamIds() []string {
@@ -2201,7 +2420,7 @@ type LookupTeamsResponse struct {
 
 func (x *LookupTeamsResponse) Reset() {
 	*x = LookupTeamsResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[38]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2432,7 @@ func (x *LookupTeamsResponse) String() string {
 func (*LookupTeamsResponse) ProtoMessage() {}
 
 func (x *LookupTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[38]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2445,7 @@ func (x *LookupTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupTeamsResponse.ProtoReflect.Descriptor instead.
 func (*LookupTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{38}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LookupTeamsResponse) GetTeams() []*Team {
@@ -2244,7 +2463,7 @@ type CountTeamsRequest struct {
 
 func (x *CountTeamsRequest) Reset() {
 	*x = CountTeamsRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2475,7 @@ func (x *CountTeamsRequest) String() string {
 func (*CountTeamsRequest) ProtoMessage() {}
 
 func (x *CountTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[39]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2488,7 @@ func (x *CountTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountTeamsRequest.ProtoReflect.Descriptor instead.
 func (*CountTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{39}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{43}
 }
 
 type CountTeamsResponse struct {
@@ -2281,7 +2500,7 @@ type CountTeamsResponse struct {
 
 func (x *CountTeamsResponse) Reset() {
 	*x = CountTeamsResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2512,7 @@ func (x *CountTeamsResponse) String() string {
 func (*CountTeamsResponse) ProtoMessage() {}
 
 func (x *CountTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[40]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2525,7 @@ func (x *CountTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountTeamsResponse.ProtoReflect.Descriptor instead.
 func (*CountTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{40}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CountTeamsResponse) GetTotal() int64 {
@@ -2326,7 +2545,7 @@ type ImportClerkRolesRequest struct {
 
 func (x *ImportClerkRolesRequest) Reset() {
 	*x = ImportClerkRolesRequest{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[41]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2557,7 @@ func (x *ImportClerkRolesRequest) String() string {
 func (*ImportClerkRolesRequest) ProtoMessage() {}
 
 func (x *ImportClerkRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[41]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2570,7 @@ func (x *ImportClerkRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportClerkRolesRequest.ProtoReflect.Descriptor instead.
 func (*ImportClerkRolesRequest) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{41}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ImportClerkRolesRequest) GetDryRun() bool {
@@ -2373,7 +2592,7 @@ type ImportClerkRolesResponse struct {
 
 func (x *ImportClerkRolesResponse) Reset() {
 	*x = ImportClerkRolesResponse{}
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[42]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2604,7 @@ func (x *ImportClerkRolesResponse) String() string {
 func (*ImportClerkRolesResponse) ProtoMessage() {}
 
 func (x *ImportClerkRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[42]
+	mi := &file_tokenmanager_team_v1_team_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2617,7 @@ func (x *ImportClerkRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportClerkRolesResponse.ProtoReflect.Descriptor instead.
 func (*ImportClerkRolesResponse) Descriptor() ([]byte, []int) {
-	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{42}
+	return file_tokenmanager_team_v1_team_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ImportClerkRolesResponse) GetUsersSeen() int64 {
@@ -2506,7 +2725,20 @@ const file_tokenmanager_team_v1_team_proto_rawDesc = "" +
 	"\x1aRemoveUserFromTeamResponse\x12\x18\n" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x17\n" +
-	"\ateam_id\x18\x03 \x01(\tR\x06teamId\"\xca\x01\n" +
+	"\ateam_id\x18\x03 \x01(\tR\x06teamId\"G\n" +
+	"\x18SetUserGlobalRoleRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"|\n" +
+	"\x19SetUserGlobalRoleResponse\x12\x18\n" +
+	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x18\n" +
+	"\achanged\x18\x04 \x01(\bR\achanged\"6\n" +
+	"\x1bRemoveUserGlobalRoleRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"Q\n" +
+	"\x1cRemoveUserGlobalRoleResponse\x12\x18\n" +
+	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"\xca\x01\n" +
 	"\x17CreateInvitationRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12[\n" +
 	"\n" +
@@ -2609,7 +2841,7 @@ const file_tokenmanager_team_v1_team_proto_rawDesc = "" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PRINCIPAL_KIND_USER\x10\x01\x12\x1c\n" +
-	"\x18PRINCIPAL_KIND_ADMIN_KEY\x10\x022\xc0\x10\n" +
+	"\x18PRINCIPAL_KIND_ADMIN_KEY\x10\x022\xb5\x12\n" +
 	"\vTeamService\x12\\\n" +
 	"\tListTeams\x12&.tokenmanager.team.v1.ListTeamsRequest\x1a'.tokenmanager.team.v1.ListTeamsResponse\x12_\n" +
 	"\n" +
@@ -2623,7 +2855,9 @@ const file_tokenmanager_team_v1_team_proto_rawDesc = "" +
 	"\tListUsers\x12&.tokenmanager.team.v1.ListUsersRequest\x1a'.tokenmanager.team.v1.ListUsersResponse\x12n\n" +
 	"\x0fSetUserTeamRole\x12,.tokenmanager.team.v1.SetUserTeamRoleRequest\x1a-.tokenmanager.team.v1.SetUserTeamRoleResponse\x12h\n" +
 	"\rAddUserToTeam\x12*.tokenmanager.team.v1.AddUserToTeamRequest\x1a+.tokenmanager.team.v1.AddUserToTeamResponse\x12w\n" +
-	"\x12RemoveUserFromTeam\x12/.tokenmanager.team.v1.RemoveUserFromTeamRequest\x1a0.tokenmanager.team.v1.RemoveUserFromTeamResponse\x12q\n" +
+	"\x12RemoveUserFromTeam\x12/.tokenmanager.team.v1.RemoveUserFromTeamRequest\x1a0.tokenmanager.team.v1.RemoveUserFromTeamResponse\x12t\n" +
+	"\x11SetUserGlobalRole\x12..tokenmanager.team.v1.SetUserGlobalRoleRequest\x1a/.tokenmanager.team.v1.SetUserGlobalRoleResponse\x12}\n" +
+	"\x14RemoveUserGlobalRole\x121.tokenmanager.team.v1.RemoveUserGlobalRoleRequest\x1a2.tokenmanager.team.v1.RemoveUserGlobalRoleResponse\x12q\n" +
 	"\x10CreateInvitation\x12-.tokenmanager.team.v1.CreateInvitationRequest\x1a..tokenmanager.team.v1.CreateInvitationResponse\x12n\n" +
 	"\x0fListInvitations\x12,.tokenmanager.team.v1.ListInvitationsRequest\x1a-.tokenmanager.team.v1.ListInvitationsResponse\x12q\n" +
 	"\x10RevokeInvitation\x12-.tokenmanager.team.v1.RevokeInvitationRequest\x1a..tokenmanager.team.v1.RevokeInvitationResponse\x12k\n" +
@@ -2649,92 +2883,96 @@ func file_tokenmanager_team_v1_team_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenmanager_team_v1_team_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenmanager_team_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_tokenmanager_team_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_tokenmanager_team_v1_team_proto_goTypes = []any{
-	(PrincipalKind)(0),                 // 0: tokenmanager.team.v1.PrincipalKind
-	(*Team)(nil),                       // 1: tokenmanager.team.v1.Team
-	(*ListTeamsRequest)(nil),           // 2: tokenmanager.team.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),          // 3: tokenmanager.team.v1.ListTeamsResponse
-	(*CreateTeamRequest)(nil),          // 4: tokenmanager.team.v1.CreateTeamRequest
-	(*CreateTeamResponse)(nil),         // 5: tokenmanager.team.v1.CreateTeamResponse
-	(*GetTeamRequest)(nil),             // 6: tokenmanager.team.v1.GetTeamRequest
-	(*GetTeamResponse)(nil),            // 7: tokenmanager.team.v1.GetTeamResponse
-	(*UpdateTeamRequest)(nil),          // 8: tokenmanager.team.v1.UpdateTeamRequest
-	(*UpdateTeamResponse)(nil),         // 9: tokenmanager.team.v1.UpdateTeamResponse
-	(*DeleteTeamRequest)(nil),          // 10: tokenmanager.team.v1.DeleteTeamRequest
-	(*DeleteTeamResponse)(nil),         // 11: tokenmanager.team.v1.DeleteTeamResponse
-	(*ListTeamMembersRequest)(nil),     // 12: tokenmanager.team.v1.ListTeamMembersRequest
-	(*ListTeamMembersResponse)(nil),    // 13: tokenmanager.team.v1.ListTeamMembersResponse
-	(*ListUsersRequest)(nil),           // 14: tokenmanager.team.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),          // 15: tokenmanager.team.v1.ListUsersResponse
-	(*SetUserTeamRoleRequest)(nil),     // 16: tokenmanager.team.v1.SetUserTeamRoleRequest
-	(*SetUserTeamRoleResponse)(nil),    // 17: tokenmanager.team.v1.SetUserTeamRoleResponse
-	(*AddUserToTeamRequest)(nil),       // 18: tokenmanager.team.v1.AddUserToTeamRequest
-	(*AddUserToTeamResponse)(nil),      // 19: tokenmanager.team.v1.AddUserToTeamResponse
-	(*RemoveUserFromTeamRequest)(nil),  // 20: tokenmanager.team.v1.RemoveUserFromTeamRequest
-	(*RemoveUserFromTeamResponse)(nil), // 21: tokenmanager.team.v1.RemoveUserFromTeamResponse
-	(*CreateInvitationRequest)(nil),    // 22: tokenmanager.team.v1.CreateInvitationRequest
-	(*CreateInvitationResponse)(nil),   // 23: tokenmanager.team.v1.CreateInvitationResponse
-	(*ListInvitationsRequest)(nil),     // 24: tokenmanager.team.v1.ListInvitationsRequest
-	(*ListInvitationsResponse)(nil),    // 25: tokenmanager.team.v1.ListInvitationsResponse
-	(*RevokeInvitationRequest)(nil),    // 26: tokenmanager.team.v1.RevokeInvitationRequest
-	(*RevokeInvitationResponse)(nil),   // 27: tokenmanager.team.v1.RevokeInvitationResponse
-	(*AdminKey)(nil),                   // 28: tokenmanager.team.v1.AdminKey
-	(*CreateAdminKeyRequest)(nil),      // 29: tokenmanager.team.v1.CreateAdminKeyRequest
-	(*CreateAdminKeyResponse)(nil),     // 30: tokenmanager.team.v1.CreateAdminKeyResponse
-	(*ListAdminKeysRequest)(nil),       // 31: tokenmanager.team.v1.ListAdminKeysRequest
-	(*ListAdminKeysResponse)(nil),      // 32: tokenmanager.team.v1.ListAdminKeysResponse
-	(*RevokeAdminKeyRequest)(nil),      // 33: tokenmanager.team.v1.RevokeAdminKeyRequest
-	(*RevokeAdminKeyResponse)(nil),     // 34: tokenmanager.team.v1.RevokeAdminKeyResponse
-	(*Principal)(nil),                  // 35: tokenmanager.team.v1.Principal
-	(*GetPrincipalRequest)(nil),        // 36: tokenmanager.team.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),       // 37: tokenmanager.team.v1.GetPrincipalResponse
-	(*LookupTeamsRequest)(nil),         // 38: tokenmanager.team.v1.LookupTeamsRequest
-	(*LookupTeamsResponse)(nil),        // 39: tokenmanager.team.v1.LookupTeamsResponse
-	(*CountTeamsRequest)(nil),          // 40: tokenmanager.team.v1.CountTeamsRequest
-	(*CountTeamsResponse)(nil),         // 41: tokenmanager.team.v1.CountTeamsResponse
-	(*ImportClerkRolesRequest)(nil),    // 42: tokenmanager.team.v1.ImportClerkRolesRequest
-	(*ImportClerkRolesResponse)(nil),   // 43: tokenmanager.team.v1.ImportClerkRolesResponse
-	nil,                                // 44: tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
-	nil,                                // 45: tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
-	nil,                                // 46: tokenmanager.team.v1.AdminKey.TeamRolesEntry
-	nil,                                // 47: tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
-	nil,                                // 48: tokenmanager.team.v1.Principal.TeamRolesEntry
-	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
-	(*wrapperspb.StringValue)(nil),     // 50: google.protobuf.StringValue
-	(*TeamMember)(nil),                 // 51: tokenmanager.team.v1.TeamMember
-	(*User)(nil),                       // 52: tokenmanager.team.v1.User
-	(*Invitation)(nil),                 // 53: tokenmanager.team.v1.Invitation
+	(PrincipalKind)(0),                   // 0: tokenmanager.team.v1.PrincipalKind
+	(*Team)(nil),                         // 1: tokenmanager.team.v1.Team
+	(*ListTeamsRequest)(nil),             // 2: tokenmanager.team.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),            // 3: tokenmanager.team.v1.ListTeamsResponse
+	(*CreateTeamRequest)(nil),            // 4: tokenmanager.team.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),           // 5: tokenmanager.team.v1.CreateTeamResponse
+	(*GetTeamRequest)(nil),               // 6: tokenmanager.team.v1.GetTeamRequest
+	(*GetTeamResponse)(nil),              // 7: tokenmanager.team.v1.GetTeamResponse
+	(*UpdateTeamRequest)(nil),            // 8: tokenmanager.team.v1.UpdateTeamRequest
+	(*UpdateTeamResponse)(nil),           // 9: tokenmanager.team.v1.UpdateTeamResponse
+	(*DeleteTeamRequest)(nil),            // 10: tokenmanager.team.v1.DeleteTeamRequest
+	(*DeleteTeamResponse)(nil),           // 11: tokenmanager.team.v1.DeleteTeamResponse
+	(*ListTeamMembersRequest)(nil),       // 12: tokenmanager.team.v1.ListTeamMembersRequest
+	(*ListTeamMembersResponse)(nil),      // 13: tokenmanager.team.v1.ListTeamMembersResponse
+	(*ListUsersRequest)(nil),             // 14: tokenmanager.team.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 15: tokenmanager.team.v1.ListUsersResponse
+	(*SetUserTeamRoleRequest)(nil),       // 16: tokenmanager.team.v1.SetUserTeamRoleRequest
+	(*SetUserTeamRoleResponse)(nil),      // 17: tokenmanager.team.v1.SetUserTeamRoleResponse
+	(*AddUserToTeamRequest)(nil),         // 18: tokenmanager.team.v1.AddUserToTeamRequest
+	(*AddUserToTeamResponse)(nil),        // 19: tokenmanager.team.v1.AddUserToTeamResponse
+	(*RemoveUserFromTeamRequest)(nil),    // 20: tokenmanager.team.v1.RemoveUserFromTeamRequest
+	(*RemoveUserFromTeamResponse)(nil),   // 21: tokenmanager.team.v1.RemoveUserFromTeamResponse
+	(*SetUserGlobalRoleRequest)(nil),     // 22: tokenmanager.team.v1.SetUserGlobalRoleRequest
+	(*SetUserGlobalRoleResponse)(nil),    // 23: tokenmanager.team.v1.SetUserGlobalRoleResponse
+	(*RemoveUserGlobalRoleRequest)(nil),  // 24: tokenmanager.team.v1.RemoveUserGlobalRoleRequest
+	(*RemoveUserGlobalRoleResponse)(nil), // 25: tokenmanager.team.v1.RemoveUserGlobalRoleResponse
+	(*CreateInvitationRequest)(nil),      // 26: tokenmanager.team.v1.CreateInvitationRequest
+	(*CreateInvitationResponse)(nil),     // 27: tokenmanager.team.v1.CreateInvitationResponse
+	(*ListInvitationsRequest)(nil),       // 28: tokenmanager.team.v1.ListInvitationsRequest
+	(*ListInvitationsResponse)(nil),      // 29: tokenmanager.team.v1.ListInvitationsResponse
+	(*RevokeInvitationRequest)(nil),      // 30: tokenmanager.team.v1.RevokeInvitationRequest
+	(*RevokeInvitationResponse)(nil),     // 31: tokenmanager.team.v1.RevokeInvitationResponse
+	(*AdminKey)(nil),                     // 32: tokenmanager.team.v1.AdminKey
+	(*CreateAdminKeyRequest)(nil),        // 33: tokenmanager.team.v1.CreateAdminKeyRequest
+	(*CreateAdminKeyResponse)(nil),       // 34: tokenmanager.team.v1.CreateAdminKeyResponse
+	(*ListAdminKeysRequest)(nil),         // 35: tokenmanager.team.v1.ListAdminKeysRequest
+	(*ListAdminKeysResponse)(nil),        // 36: tokenmanager.team.v1.ListAdminKeysResponse
+	(*RevokeAdminKeyRequest)(nil),        // 37: tokenmanager.team.v1.RevokeAdminKeyRequest
+	(*RevokeAdminKeyResponse)(nil),       // 38: tokenmanager.team.v1.RevokeAdminKeyResponse
+	(*Principal)(nil),                    // 39: tokenmanager.team.v1.Principal
+	(*GetPrincipalRequest)(nil),          // 40: tokenmanager.team.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),         // 41: tokenmanager.team.v1.GetPrincipalResponse
+	(*LookupTeamsRequest)(nil),           // 42: tokenmanager.team.v1.LookupTeamsRequest
+	(*LookupTeamsResponse)(nil),          // 43: tokenmanager.team.v1.LookupTeamsResponse
+	(*CountTeamsRequest)(nil),            // 44: tokenmanager.team.v1.CountTeamsRequest
+	(*CountTeamsResponse)(nil),           // 45: tokenmanager.team.v1.CountTeamsResponse
+	(*ImportClerkRolesRequest)(nil),      // 46: tokenmanager.team.v1.ImportClerkRolesRequest
+	(*ImportClerkRolesResponse)(nil),     // 47: tokenmanager.team.v1.ImportClerkRolesResponse
+	nil,                                  // 48: tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
+	nil,                                  // 49: tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
+	nil,                                  // 50: tokenmanager.team.v1.AdminKey.TeamRolesEntry
+	nil,                                  // 51: tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
+	nil,                                  // 52: tokenmanager.team.v1.Principal.TeamRolesEntry
+	(*timestamppb.Timestamp)(nil),        // 53: google.protobuf.Timestamp
+	(*wrapperspb.StringValue)(nil),       // 54: google.protobuf.StringValue
+	(*TeamMember)(nil),                   // 55: tokenmanager.team.v1.TeamMember
+	(*User)(nil),                         // 56: tokenmanager.team.v1.User
+	(*Invitation)(nil),                   // 57: tokenmanager.team.v1.Invitation
 }
 var file_tokenmanager_team_v1_team_proto_depIdxs = []int32{
-	49, // 0: tokenmanager.team.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	49, // 1: tokenmanager.team.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
+	53, // 0: tokenmanager.team.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	53, // 1: tokenmanager.team.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: tokenmanager.team.v1.ListTeamsResponse.teams:type_name -> tokenmanager.team.v1.Team
-	50, // 3: tokenmanager.team.v1.CreateTeamRequest.description:type_name -> google.protobuf.StringValue
-	50, // 4: tokenmanager.team.v1.CreateTeamRequest.color:type_name -> google.protobuf.StringValue
-	50, // 5: tokenmanager.team.v1.CreateTeamRequest.icon:type_name -> google.protobuf.StringValue
+	54, // 3: tokenmanager.team.v1.CreateTeamRequest.description:type_name -> google.protobuf.StringValue
+	54, // 4: tokenmanager.team.v1.CreateTeamRequest.color:type_name -> google.protobuf.StringValue
+	54, // 5: tokenmanager.team.v1.CreateTeamRequest.icon:type_name -> google.protobuf.StringValue
 	1,  // 6: tokenmanager.team.v1.CreateTeamResponse.team:type_name -> tokenmanager.team.v1.Team
 	1,  // 7: tokenmanager.team.v1.GetTeamResponse.team:type_name -> tokenmanager.team.v1.Team
-	50, // 8: tokenmanager.team.v1.UpdateTeamRequest.name:type_name -> google.protobuf.StringValue
-	50, // 9: tokenmanager.team.v1.UpdateTeamRequest.description:type_name -> google.protobuf.StringValue
-	50, // 10: tokenmanager.team.v1.UpdateTeamRequest.color:type_name -> google.protobuf.StringValue
-	50, // 11: tokenmanager.team.v1.UpdateTeamRequest.icon:type_name -> google.protobuf.StringValue
+	54, // 8: tokenmanager.team.v1.UpdateTeamRequest.name:type_name -> google.protobuf.StringValue
+	54, // 9: tokenmanager.team.v1.UpdateTeamRequest.description:type_name -> google.protobuf.StringValue
+	54, // 10: tokenmanager.team.v1.UpdateTeamRequest.color:type_name -> google.protobuf.StringValue
+	54, // 11: tokenmanager.team.v1.UpdateTeamRequest.icon:type_name -> google.protobuf.StringValue
 	1,  // 12: tokenmanager.team.v1.UpdateTeamResponse.team:type_name -> tokenmanager.team.v1.Team
-	51, // 13: tokenmanager.team.v1.ListTeamMembersResponse.members:type_name -> tokenmanager.team.v1.TeamMember
-	52, // 14: tokenmanager.team.v1.ListUsersResponse.users:type_name -> tokenmanager.team.v1.User
-	44, // 15: tokenmanager.team.v1.CreateInvitationRequest.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
-	45, // 16: tokenmanager.team.v1.CreateInvitationResponse.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
-	53, // 17: tokenmanager.team.v1.ListInvitationsResponse.invitations:type_name -> tokenmanager.team.v1.Invitation
-	46, // 18: tokenmanager.team.v1.AdminKey.team_roles:type_name -> tokenmanager.team.v1.AdminKey.TeamRolesEntry
-	49, // 19: tokenmanager.team.v1.AdminKey.created_at:type_name -> google.protobuf.Timestamp
-	49, // 20: tokenmanager.team.v1.AdminKey.last_used_at:type_name -> google.protobuf.Timestamp
-	49, // 21: tokenmanager.team.v1.AdminKey.revoked_at:type_name -> google.protobuf.Timestamp
-	47, // 22: tokenmanager.team.v1.CreateAdminKeyRequest.team_roles:type_name -> tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
-	28, // 23: tokenmanager.team.v1.CreateAdminKeyResponse.admin_key:type_name -> tokenmanager.team.v1.AdminKey
-	28, // 24: tokenmanager.team.v1.ListAdminKeysResponse.admin_keys:type_name -> tokenmanager.team.v1.AdminKey
+	55, // 13: tokenmanager.team.v1.ListTeamMembersResponse.members:type_name -> tokenmanager.team.v1.TeamMember
+	56, // 14: tokenmanager.team.v1.ListUsersResponse.users:type_name -> tokenmanager.team.v1.User
+	48, // 15: tokenmanager.team.v1.CreateInvitationRequest.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationRequest.TeamRolesEntry
+	49, // 16: tokenmanager.team.v1.CreateInvitationResponse.team_roles:type_name -> tokenmanager.team.v1.CreateInvitationResponse.TeamRolesEntry
+	57, // 17: tokenmanager.team.v1.ListInvitationsResponse.invitations:type_name -> tokenmanager.team.v1.Invitation
+	50, // 18: tokenmanager.team.v1.AdminKey.team_roles:type_name -> tokenmanager.team.v1.AdminKey.TeamRolesEntry
+	53, // 19: tokenmanager.team.v1.AdminKey.created_at:type_name -> google.protobuf.Timestamp
+	53, // 20: tokenmanager.team.v1.AdminKey.last_used_at:type_name -> google.protobuf.Timestamp
+	53, // 21: tokenmanager.team.v1.AdminKey.revoked_at:type_name -> google.protobuf.Timestamp
+	51, // 22: tokenmanager.team.v1.CreateAdminKeyRequest.team_roles:type_name -> tokenmanager.team.v1.CreateAdminKeyRequest.TeamRolesEntry
+	32, // 23: tokenmanager.team.v1.CreateAdminKeyResponse.admin_key:type_name -> tokenmanager.team.v1.AdminKey
+	32, // 24: tokenmanager.team.v1.ListAdminKeysResponse.admin_keys:type_name -> tokenmanager.team.v1.AdminKey
 	0,  // 25: tokenmanager.team.v1.Principal.kind:type_name -> tokenmanager.team.v1.PrincipalKind
-	48, // 26: tokenmanager.team.v1.Principal.team_roles:type_name -> tokenmanager.team.v1.Principal.TeamRolesEntry
-	35, // 27: tokenmanager.team.v1.GetPrincipalResponse.principal:type_name -> tokenmanager.team.v1.Principal
+	52, // 26: tokenmanager.team.v1.Principal.team_roles:type_name -> tokenmanager.team.v1.Principal.TeamRolesEntry
+	39, // 27: tokenmanager.team.v1.GetPrincipalResponse.principal:type_name -> tokenmanager.team.v1.Principal
 	1,  // 28: tokenmanager.team.v1.LookupTeamsResponse.teams:type_name -> tokenmanager.team.v1.Team
 	2,  // 29: tokenmanager.team.v1.TeamService.ListTeams:input_type -> tokenmanager.team.v1.ListTeamsRequest
 	4,  // 30: tokenmanager.team.v1.TeamService.CreateTeam:input_type -> tokenmanager.team.v1.CreateTeamRequest
@@ -2746,38 +2984,42 @@ var file_tokenmanager_team_v1_team_proto_depIdxs = []int32{
 	16, // 36: tokenmanager.team.v1.TeamService.SetUserTeamRole:input_type -> tokenmanager.team.v1.SetUserTeamRoleRequest
 	18, // 37: tokenmanager.team.v1.TeamService.AddUserToTeam:input_type -> tokenmanager.team.v1.AddUserToTeamRequest
 	20, // 38: tokenmanager.team.v1.TeamService.RemoveUserFromTeam:input_type -> tokenmanager.team.v1.RemoveUserFromTeamRequest
-	22, // 39: tokenmanager.team.v1.TeamService.CreateInvitation:input_type -> tokenmanager.team.v1.CreateInvitationRequest
-	24, // 40: tokenmanager.team.v1.TeamService.ListInvitations:input_type -> tokenmanager.team.v1.ListInvitationsRequest
-	26, // 41: tokenmanager.team.v1.TeamService.RevokeInvitation:input_type -> tokenmanager.team.v1.RevokeInvitationRequest
-	29, // 42: tokenmanager.team.v1.TeamService.CreateAdminKey:input_type -> tokenmanager.team.v1.CreateAdminKeyRequest
-	31, // 43: tokenmanager.team.v1.TeamService.ListAdminKeys:input_type -> tokenmanager.team.v1.ListAdminKeysRequest
-	33, // 44: tokenmanager.team.v1.TeamService.RevokeAdminKey:input_type -> tokenmanager.team.v1.RevokeAdminKeyRequest
-	36, // 45: tokenmanager.team.v1.TeamService.GetPrincipal:input_type -> tokenmanager.team.v1.GetPrincipalRequest
-	38, // 46: tokenmanager.team.v1.TeamService.LookupTeams:input_type -> tokenmanager.team.v1.LookupTeamsRequest
-	40, // 47: tokenmanager.team.v1.TeamService.CountTeams:input_type -> tokenmanager.team.v1.CountTeamsRequest
-	42, // 48: tokenmanager.team.v1.TeamService.ImportClerkRoles:input_type -> tokenmanager.team.v1.ImportClerkRolesRequest
-	3,  // 49: tokenmanager.team.v1.TeamService.ListTeams:output_type -> tokenmanager.team.v1.ListTeamsResponse
-	5,  // 50: tokenmanager.team.v1.TeamService.CreateTeam:output_type -> tokenmanager.team.v1.CreateTeamResponse
-	7,  // 51: tokenmanager.team.v1.TeamService.GetTeam:output_type -> tokenmanager.team.v1.GetTeamResponse
-	9,  // 52: tokenmanager.team.v1.TeamService.UpdateTeam:output_type -> tokenmanager.team.v1.UpdateTeamResponse
-	11, // 53: tokenmanager.team.v1.TeamService.DeleteTeam:output_type -> tokenmanager.team.v1.DeleteTeamResponse
-	13, // 54: tokenmanager.team.v1.TeamService.ListTeamMembers:output_type -> tokenmanager.team.v1.ListTeamMembersResponse
-	15, // 55: tokenmanager.team.v1.TeamService.ListUsers:output_type -> tokenmanager.team.v1.ListUsersResponse
-	17, // 56: tokenmanager.team.v1.TeamService.SetUserTeamRole:output_type -> tokenmanager.team.v1.SetUserTeamRoleResponse
-	19, // 57: tokenmanager.team.v1.TeamService.AddUserToTeam:output_type -> tokenmanager.team.v1.AddUserToTeamResponse
-	21, // 58: tokenmanager.team.v1.TeamService.RemoveUserFromTeam:output_type -> tokenmanager.team.v1.RemoveUserFromTeamResponse
-	23, // 59: tokenmanager.team.v1.TeamService.CreateInvitation:output_type -> tokenmanager.team.v1.CreateInvitationResponse
-	25, // 60: tokenmanager.team.v1.TeamService.ListInvitations:output_type -> tokenmanager.team.v1.ListInvitationsResponse
-	27, // 61: tokenmanager.team.v1.TeamService.RevokeInvitation:output_type -> tokenmanager.team.v1.RevokeInvitationResponse
-	30, // 62: tokenmanager.team.v1.TeamService.CreateAdminKey:output_type -> tokenmanager.team.v1.CreateAdminKeyResponse
-	32, // 63: tokenmanager.team.v1.TeamService.ListAdminKeys:output_type -> tokenmanager.team.v1.ListAdminKeysResponse
-	34, // 64: tokenmanager.team.v1.TeamService.RevokeAdminKey:output_type -> tokenmanager.team.v1.RevokeAdminKeyResponse
-	37, // 65: tokenmanager.team.v1.TeamService.GetPrincipal:output_type -> tokenmanager.team.v1.GetPrincipalResponse
-	39, // 66: tokenmanager.team.v1.TeamService.LookupTeams:output_type -> tokenmanager.team.v1.LookupTeamsResponse
-	41, // 67: tokenmanager.team.v1.TeamService.CountTeams:output_type -> tokenmanager.team.v1.CountTeamsResponse
-	43, // 68: tokenmanager.team.v1.TeamService.ImportClerkRoles:output_type -> tokenmanager.team.v1.ImportClerkRolesResponse
-	49, // [49:69] is the sub-list for method output_type
-	29, // [29:49] is the sub-list for method input_type
+	22, // 39: tokenmanager.team.v1.TeamService.SetUserGlobalRole:input_type -> tokenmanager.team.v1.SetUserGlobalRoleRequest
+	24, // 40: tokenmanager.team.v1.TeamService.RemoveUserGlobalRole:input_type -> tokenmanager.team.v1.RemoveUserGlobalRoleRequest
+	26, // 41: tokenmanager.team.v1.TeamService.CreateInvitation:input_type -> tokenmanager.team.v1.CreateInvitationRequest
+	28, // 42: tokenmanager.team.v1.TeamService.ListInvitations:input_type -> tokenmanager.team.v1.ListInvitationsRequest
+	30, // 43: tokenmanager.team.v1.TeamService.RevokeInvitation:input_type -> tokenmanager.team.v1.RevokeInvitationRequest
+	33, // 44: tokenmanager.team.v1.TeamService.CreateAdminKey:input_type -> tokenmanager.team.v1.CreateAdminKeyRequest
+	35, // 45: tokenmanager.team.v1.TeamService.ListAdminKeys:input_type -> tokenmanager.team.v1.ListAdminKeysRequest
+	37, // 46: tokenmanager.team.v1.TeamService.RevokeAdminKey:input_type -> tokenmanager.team.v1.RevokeAdminKeyRequest
+	40, // 47: tokenmanager.team.v1.TeamService.GetPrincipal:input_type -> tokenmanager.team.v1.GetPrincipalRequest
+	42, // 48: tokenmanager.team.v1.TeamService.LookupTeams:input_type -> tokenmanager.team.v1.LookupTeamsRequest
+	44, // 49: tokenmanager.team.v1.TeamService.CountTeams:input_type -> tokenmanager.team.v1.CountTeamsRequest
+	46, // 50: tokenmanager.team.v1.TeamService.ImportClerkRoles:input_type -> tokenmanager.team.v1.ImportClerkRolesRequest
+	3,  // 51: tokenmanager.team.v1.TeamService.ListTeams:output_type -> tokenmanager.team.v1.ListTeamsResponse
+	5,  // 52: tokenmanager.team.v1.TeamService.CreateTeam:output_type -> tokenmanager.team.v1.CreateTeamResponse
+	7,  // 53: tokenmanager.team.v1.TeamService.GetTeam:output_type -> tokenmanager.team.v1.GetTeamResponse
+	9,  // 54: tokenmanager.team.v1.TeamService.UpdateTeam:output_type -> tokenmanager.team.v1.UpdateTeamResponse
+	11, // 55: tokenmanager.team.v1.TeamService.DeleteTeam:output_type -> tokenmanager.team.v1.DeleteTeamResponse
+	13, // 56: tokenmanager.team.v1.TeamService.ListTeamMembers:output_type -> tokenmanager.team.v1.ListTeamMembersResponse
+	15, // 57: tokenmanager.team.v1.TeamService.ListUsers:output_type -> tokenmanager.team.v1.ListUsersResponse
+	17, // 58: tokenmanager.team.v1.TeamService.SetUserTeamRole:output_type -> tokenmanager.team.v1.SetUserTeamRoleResponse
+	19, // 59: tokenmanager.team.v1.TeamService.AddUserToTeam:output_type -> tokenmanager.team.v1.AddUserToTeamResponse
+	21, // 60: tokenmanager.team.v1.TeamService.RemoveUserFromTeam:output_type -> tokenmanager.team.v1.RemoveUserFromTeamResponse
+	23, // 61: tokenmanager.team.v1.TeamService.SetUserGlobalRole:output_type -> tokenmanager.team.v1.SetUserGlobalRoleResponse
+	25, // 62: tokenmanager.team.v1.TeamService.RemoveUserGlobalRole:output_type -> tokenmanager.team.v1.RemoveUserGlobalRoleResponse
+	27, // 63: tokenmanager.team.v1.TeamService.CreateInvitation:output_type -> tokenmanager.team.v1.CreateInvitationResponse
+	29, // 64: tokenmanager.team.v1.TeamService.ListInvitations:output_type -> tokenmanager.team.v1.ListInvitationsResponse
+	31, // 65: tokenmanager.team.v1.TeamService.RevokeInvitation:output_type -> tokenmanager.team.v1.RevokeInvitationResponse
+	34, // 66: tokenmanager.team.v1.TeamService.CreateAdminKey:output_type -> tokenmanager.team.v1.CreateAdminKeyResponse
+	36, // 67: tokenmanager.team.v1.TeamService.ListAdminKeys:output_type -> tokenmanager.team.v1.ListAdminKeysResponse
+	38, // 68: tokenmanager.team.v1.TeamService.RevokeAdminKey:output_type -> tokenmanager.team.v1.RevokeAdminKeyResponse
+	41, // 69: tokenmanager.team.v1.TeamService.GetPrincipal:output_type -> tokenmanager.team.v1.GetPrincipalResponse
+	43, // 70: tokenmanager.team.v1.TeamService.LookupTeams:output_type -> tokenmanager.team.v1.LookupTeamsResponse
+	45, // 71: tokenmanager.team.v1.TeamService.CountTeams:output_type -> tokenmanager.team.v1.CountTeamsResponse
+	47, // 72: tokenmanager.team.v1.TeamService.ImportClerkRoles:output_type -> tokenmanager.team.v1.ImportClerkRolesResponse
+	51, // [51:73] is the sub-list for method output_type
+	29, // [29:51] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
 	29, // [29:29] is the sub-list for extension extendee
 	0,  // [0:29] is the sub-list for field type_name
@@ -2789,7 +3031,7 @@ func file_tokenmanager_team_v1_team_proto_init() {
 		return
 	}
 	file_tokenmanager_team_v1_user_proto_init()
-	file_tokenmanager_team_v1_team_proto_msgTypes[35].OneofWrappers = []any{
+	file_tokenmanager_team_v1_team_proto_msgTypes[39].OneofWrappers = []any{
 		(*GetPrincipalRequest_UserId)(nil),
 		(*GetPrincipalRequest_AdminKeyHash)(nil),
 	}
@@ -2799,7 +3041,7 @@ func file_tokenmanager_team_v1_team_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenmanager_team_v1_team_proto_rawDesc), len(file_tokenmanager_team_v1_team_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

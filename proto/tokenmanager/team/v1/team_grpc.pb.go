@@ -23,26 +23,28 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TeamService_ListTeams_FullMethodName          = "/tokenmanager.team.v1.TeamService/ListTeams"
-	TeamService_CreateTeam_FullMethodName         = "/tokenmanager.team.v1.TeamService/CreateTeam"
-	TeamService_GetTeam_FullMethodName            = "/tokenmanager.team.v1.TeamService/GetTeam"
-	TeamService_UpdateTeam_FullMethodName         = "/tokenmanager.team.v1.TeamService/UpdateTeam"
-	TeamService_DeleteTeam_FullMethodName         = "/tokenmanager.team.v1.TeamService/DeleteTeam"
-	TeamService_ListTeamMembers_FullMethodName    = "/tokenmanager.team.v1.TeamService/ListTeamMembers"
-	TeamService_ListUsers_FullMethodName          = "/tokenmanager.team.v1.TeamService/ListUsers"
-	TeamService_SetUserTeamRole_FullMethodName    = "/tokenmanager.team.v1.TeamService/SetUserTeamRole"
-	TeamService_AddUserToTeam_FullMethodName      = "/tokenmanager.team.v1.TeamService/AddUserToTeam"
-	TeamService_RemoveUserFromTeam_FullMethodName = "/tokenmanager.team.v1.TeamService/RemoveUserFromTeam"
-	TeamService_CreateInvitation_FullMethodName   = "/tokenmanager.team.v1.TeamService/CreateInvitation"
-	TeamService_ListInvitations_FullMethodName    = "/tokenmanager.team.v1.TeamService/ListInvitations"
-	TeamService_RevokeInvitation_FullMethodName   = "/tokenmanager.team.v1.TeamService/RevokeInvitation"
-	TeamService_CreateAdminKey_FullMethodName     = "/tokenmanager.team.v1.TeamService/CreateAdminKey"
-	TeamService_ListAdminKeys_FullMethodName      = "/tokenmanager.team.v1.TeamService/ListAdminKeys"
-	TeamService_RevokeAdminKey_FullMethodName     = "/tokenmanager.team.v1.TeamService/RevokeAdminKey"
-	TeamService_GetPrincipal_FullMethodName       = "/tokenmanager.team.v1.TeamService/GetPrincipal"
-	TeamService_LookupTeams_FullMethodName        = "/tokenmanager.team.v1.TeamService/LookupTeams"
-	TeamService_CountTeams_FullMethodName         = "/tokenmanager.team.v1.TeamService/CountTeams"
-	TeamService_ImportClerkRoles_FullMethodName   = "/tokenmanager.team.v1.TeamService/ImportClerkRoles"
+	TeamService_ListTeams_FullMethodName            = "/tokenmanager.team.v1.TeamService/ListTeams"
+	TeamService_CreateTeam_FullMethodName           = "/tokenmanager.team.v1.TeamService/CreateTeam"
+	TeamService_GetTeam_FullMethodName              = "/tokenmanager.team.v1.TeamService/GetTeam"
+	TeamService_UpdateTeam_FullMethodName           = "/tokenmanager.team.v1.TeamService/UpdateTeam"
+	TeamService_DeleteTeam_FullMethodName           = "/tokenmanager.team.v1.TeamService/DeleteTeam"
+	TeamService_ListTeamMembers_FullMethodName      = "/tokenmanager.team.v1.TeamService/ListTeamMembers"
+	TeamService_ListUsers_FullMethodName            = "/tokenmanager.team.v1.TeamService/ListUsers"
+	TeamService_SetUserTeamRole_FullMethodName      = "/tokenmanager.team.v1.TeamService/SetUserTeamRole"
+	TeamService_AddUserToTeam_FullMethodName        = "/tokenmanager.team.v1.TeamService/AddUserToTeam"
+	TeamService_RemoveUserFromTeam_FullMethodName   = "/tokenmanager.team.v1.TeamService/RemoveUserFromTeam"
+	TeamService_SetUserGlobalRole_FullMethodName    = "/tokenmanager.team.v1.TeamService/SetUserGlobalRole"
+	TeamService_RemoveUserGlobalRole_FullMethodName = "/tokenmanager.team.v1.TeamService/RemoveUserGlobalRole"
+	TeamService_CreateInvitation_FullMethodName     = "/tokenmanager.team.v1.TeamService/CreateInvitation"
+	TeamService_ListInvitations_FullMethodName      = "/tokenmanager.team.v1.TeamService/ListInvitations"
+	TeamService_RevokeInvitation_FullMethodName     = "/tokenmanager.team.v1.TeamService/RevokeInvitation"
+	TeamService_CreateAdminKey_FullMethodName       = "/tokenmanager.team.v1.TeamService/CreateAdminKey"
+	TeamService_ListAdminKeys_FullMethodName        = "/tokenmanager.team.v1.TeamService/ListAdminKeys"
+	TeamService_RevokeAdminKey_FullMethodName       = "/tokenmanager.team.v1.TeamService/RevokeAdminKey"
+	TeamService_GetPrincipal_FullMethodName         = "/tokenmanager.team.v1.TeamService/GetPrincipal"
+	TeamService_LookupTeams_FullMethodName          = "/tokenmanager.team.v1.TeamService/LookupTeams"
+	TeamService_CountTeams_FullMethodName           = "/tokenmanager.team.v1.TeamService/CountTeams"
+	TeamService_ImportClerkRoles_FullMethodName     = "/tokenmanager.team.v1.TeamService/ImportClerkRoles"
 )
 
 // TeamServiceClient is the client API for TeamService service.
@@ -71,6 +73,12 @@ type TeamServiceClient interface {
 	AddUserToTeam(ctx context.Context, in *AddUserToTeamRequest, opts ...grpc.CallOption) (*AddUserToTeamResponse, error)
 	// RemoveUserFromTeam removes a user from a team.
 	RemoveUserFromTeam(ctx context.Context, in *RemoveUserFromTeamRequest, opts ...grpc.CallOption) (*RemoveUserFromTeamResponse, error)
+	// SetUserGlobalRole makes a user a global ADMIN (global ADMIN only);
+	// mirrored to Clerk's tokenManager:globalRole and audited.
+	SetUserGlobalRole(ctx context.Context, in *SetUserGlobalRoleRequest, opts ...grpc.CallOption) (*SetUserGlobalRoleResponse, error)
+	// RemoveUserGlobalRole takes a user's global ADMIN role away (global ADMIN
+	// only); the last global ADMIN cannot be removed.
+	RemoveUserGlobalRole(ctx context.Context, in *RemoveUserGlobalRoleRequest, opts ...grpc.CallOption) (*RemoveUserGlobalRoleResponse, error)
 	// CreateInvitation invites someone by e-mail with team roles.
 	CreateInvitation(ctx context.Context, in *CreateInvitationRequest, opts ...grpc.CallOption) (*CreateInvitationResponse, error)
 	// ListInvitations lists invitations.
@@ -204,6 +212,26 @@ func (c *teamServiceClient) RemoveUserFromTeam(ctx context.Context, in *RemoveUs
 	return out, nil
 }
 
+func (c *teamServiceClient) SetUserGlobalRole(ctx context.Context, in *SetUserGlobalRoleRequest, opts ...grpc.CallOption) (*SetUserGlobalRoleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetUserGlobalRoleResponse)
+	err := c.cc.Invoke(ctx, TeamService_SetUserGlobalRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *teamServiceClient) RemoveUserGlobalRole(ctx context.Context, in *RemoveUserGlobalRoleRequest, opts ...grpc.CallOption) (*RemoveUserGlobalRoleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveUserGlobalRoleResponse)
+	err := c.cc.Invoke(ctx, TeamService_RemoveUserGlobalRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *teamServiceClient) CreateInvitation(ctx context.Context, in *CreateInvitationRequest, opts ...grpc.CallOption) (*CreateInvitationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateInvitationResponse)
@@ -330,6 +358,12 @@ type TeamServiceServer interface {
 	AddUserToTeam(context.Context, *AddUserToTeamRequest) (*AddUserToTeamResponse, error)
 	// RemoveUserFromTeam removes a user from a team.
 	RemoveUserFromTeam(context.Context, *RemoveUserFromTeamRequest) (*RemoveUserFromTeamResponse, error)
+	// SetUserGlobalRole makes a user a global ADMIN (global ADMIN only);
+	// mirrored to Clerk's tokenManager:globalRole and audited.
+	SetUserGlobalRole(context.Context, *SetUserGlobalRoleRequest) (*SetUserGlobalRoleResponse, error)
+	// RemoveUserGlobalRole takes a user's global ADMIN role away (global ADMIN
+	// only); the last global ADMIN cannot be removed.
+	RemoveUserGlobalRole(context.Context, *RemoveUserGlobalRoleRequest) (*RemoveUserGlobalRoleResponse, error)
 	// CreateInvitation invites someone by e-mail with team roles.
 	CreateInvitation(context.Context, *CreateInvitationRequest) (*CreateInvitationResponse, error)
 	// ListInvitations lists invitations.
@@ -392,6 +426,12 @@ func (UnimplementedTeamServiceServer) AddUserToTeam(context.Context, *AddUserToT
 }
 func (UnimplementedTeamServiceServer) RemoveUserFromTeam(context.Context, *RemoveUserFromTeamRequest) (*RemoveUserFromTeamResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveUserFromTeam not implemented")
+}
+func (UnimplementedTeamServiceServer) SetUserGlobalRole(context.Context, *SetUserGlobalRoleRequest) (*SetUserGlobalRoleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetUserGlobalRole not implemented")
+}
+func (UnimplementedTeamServiceServer) RemoveUserGlobalRole(context.Context, *RemoveUserGlobalRoleRequest) (*RemoveUserGlobalRoleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveUserGlobalRole not implemented")
 }
 func (UnimplementedTeamServiceServer) CreateInvitation(context.Context, *CreateInvitationRequest) (*CreateInvitationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateInvitation not implemented")
@@ -624,6 +664,42 @@ func _TeamService_RemoveUserFromTeam_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TeamService_SetUserGlobalRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetUserGlobalRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TeamServiceServer).SetUserGlobalRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TeamService_SetUserGlobalRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TeamServiceServer).SetUserGlobalRole(ctx, req.(*SetUserGlobalRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TeamService_RemoveUserGlobalRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveUserGlobalRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TeamServiceServer).RemoveUserGlobalRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TeamService_RemoveUserGlobalRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TeamServiceServer).RemoveUserGlobalRole(ctx, req.(*RemoveUserGlobalRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TeamService_CreateInvitation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateInvitationRequest)
 	if err := dec(in); err != nil {
@@ -850,6 +926,14 @@ var TeamService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveUserFromTeam",
 			Handler:    _TeamService_RemoveUserFromTeam_Handler,
+		},
+		{
+			MethodName: "SetUserGlobalRole",
+			Handler:    _TeamService_SetUserGlobalRole_Handler,
+		},
+		{
+			MethodName: "RemoveUserGlobalRole",
+			Handler:    _TeamService_RemoveUserGlobalRole_Handler,
 		},
 		{
 			MethodName: "CreateInvitation",
