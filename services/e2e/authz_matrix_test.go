@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -23,6 +24,10 @@ import (
 // caller is a kind of caller of the matrix.
 type caller string
 
+// The principals of a two-team setup: team A (matrixTeam) with one person
+// of each role and an admin key scoped to it, team B (otherTeam) with its
+// ADMIN, a signed-in person without any team, a global ADMIN (a person), the
+// global admin key, and the ways of not being authenticated.
 const (
 	noCredential caller = "no credential"
 	malformedJWT caller = "malformed JWT"
@@ -33,32 +38,56 @@ const (
 	developer    caller = "DEVELOPER"
 	manager      caller = "MANAGER"
 	teamAdmin    caller = "ADMIN of the team"
+	noTeam       caller = "signed in, no team"
 	otherAdmin   caller = "ADMIN of another team"
 	globalAdmin  caller = "global ADMIN"
-	adminKey     caller = "admin key"
+	teamKey      caller = "admin key of the team"
+	adminKey     caller = "global admin key"
 )
 
 var (
 	allCallers = []caller{noCredential, malformedJWT, expiredJWT, foreignAZP, revokedKey,
-		viewer, developer, manager, teamAdmin, otherAdmin, globalAdmin, adminKey}
+		viewer, developer, manager, teamAdmin, noTeam, otherAdmin, globalAdmin, teamKey, adminKey}
 	// unauthenticated callers get 401 from every non-anonymous endpoint.
 	unauthenticated = []caller{noCredential, malformedJWT, expiredJWT, foreignAZP, revokedKey}
-	// Convenient sets for the allow lists.
-	everyone      = []caller{viewer, developer, manager, teamAdmin, otherAdmin, globalAdmin, adminKey}
-	teamMembers   = []caller{viewer, developer, manager, teamAdmin, globalAdmin, adminKey}
-	teamManagers  = []caller{manager, teamAdmin, globalAdmin, adminKey}
-	teamAdmins    = []caller{teamAdmin, globalAdmin, adminKey}
+	// Convenient sets for the allow lists, relative to the team the request
+	// addresses ("the team").
+	everyone      = []caller{viewer, developer, manager, teamAdmin, noTeam, otherAdmin, globalAdmin, teamKey, adminKey}
+	teamMembers   = []caller{viewer, developer, manager, teamAdmin, globalAdmin, teamKey, adminKey}
+	tokenCreators = []caller{developer, manager, teamAdmin, globalAdmin, teamKey, adminKey}
+	teamManagers  = []caller{manager, teamAdmin, globalAdmin, teamKey, adminKey}
+	teamAdmins    = []caller{teamAdmin, globalAdmin, teamKey, adminKey}
 	globalOnly    = []caller{globalAdmin, adminKey}
-	someTeamAdmin = []caller{teamAdmin, otherAdmin, globalAdmin, adminKey}
-	// outsiders hold no role in the matrix team.
-	outsiders = []caller{otherAdmin}
+	someTeamAdmin = []caller{teamAdmin, otherAdmin, globalAdmin, teamKey, adminKey}
+	// outsiders hold no role in the team the request addresses.
+	outsiders = []caller{noTeam, otherAdmin}
+	// insidersOfB may read team B's data; everyone else is an outsider of
+	// team B and must never see any of it.
+	insidersOfB = []caller{otherAdmin, globalAdmin, adminKey}
 )
 
-// The matrix's world: the resource's team, another team, and people.
+// The matrix's world: team A, whose resources the requests address, and
+// team B, whose every datum carries the marker, so that a leak shows in any
+// response body as the marker.
 const (
 	matrixTeam = "matrix-team"
-	otherTeam  = "other-team"
+	otherTeam  = "bsecret-team"
+	marker     = "bsecret"
 )
+
+// asForTeamB is the caller whose standing towards team A is what c's is
+// towards team B: the matrix's expectations are written for requests about
+// team A, and a request about team B is expected to answer c as it answers
+// asForTeamB(c) about team A.
+func asForTeamB(c caller) caller {
+	switch {
+	case c == otherAdmin:
+		return teamAdmin
+	case c == globalAdmin, c == adminKey, slices.Contains(unauthenticated, c):
+		return c
+	}
+	return noTeam // every role in team A, the team-A key, the person with no team
+}
 
 // expectation is what one endpoint answers each caller.
 type expectation struct {
@@ -81,10 +110,15 @@ type expectation struct {
 	okStatus int
 	// denyStatus is what refused callers get (default 403).
 	denyStatus int
-	// path is the concrete path (default: the template). body builds the
-	// request body for a caller (default none).
+	// path is the concrete path (default: the template); body builds the
+	// request body for a caller (default none). Both may name the team the
+	// request addresses as {team}, and its resources as {token},
+	// {fresh-token} (a new one per request) and {target} (a VIEWER of it).
 	path string
 	body func(c caller) string
+	// perTeam requests address a team: they run once about team A and once
+	// about team B (see asForTeamB).
+	perTeam bool
 	// unauthStatus overrides 401 for unauthenticated callers (an anonymous
 	// endpoint with its own signature check, say).
 	unauthStatus int
@@ -114,20 +148,19 @@ var matrixExpectations = map[string]expectation{
 	"GET /health/detailed": {implemented: true, anonymous: true},
 
 	// Tokens and routes (token service). Authorization per
-	// services/internal/authz. {token} is a token of the matrix team;
-	// {fresh-token} a new one per caller, for requests that consume it.
-	// Likewise routes.
-	"POST /api/tokens": {implemented: true, allow: []caller{developer, manager, teamAdmin, globalAdmin, adminKey},
+	// services/internal/authz. Outside the token's team a by-id operation
+	// is 404, as for an id that does not exist.
+	"POST /api/tokens": {implemented: true, allow: tokenCreators, perTeam: true,
 		body: func(c caller) string {
-			return fmt.Sprintf(`{"name":"m-%s","team_id":"%s","scopes":["*"],"expires_days":30}`, slug(c), matrixTeam)
+			return fmt.Sprintf(`{"name":"m-%s","team_id":"{team}","scopes":["*"],"expires_days":30}`, slug(c))
 		}},
 	"GET /api/tokens":              {implemented: true, allow: everyone},
-	"PUT /api/tokens/{id}":         {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{token}", body: func(caller) string { return `{"name":"renamed"}` }},
-	"DELETE /api/tokens/{id}":      {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{fresh-token}"},
-	"GET /api/tokens/{id}/reveal":  {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{token}/reveal"},
-	"POST /api/tokens/{id}/rotate": {implemented: true, allow: teamManagers, hidden: outsiders, path: "/api/tokens/{fresh-token}/rotate", body: func(caller) string { return `{}` }},
+	"PUT /api/tokens/{id}":         {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/tokens/{token}", body: func(caller) string { return `{"name":"renamed-{team}"}` }},
+	"DELETE /api/tokens/{id}":      {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/tokens/{fresh-token}"},
+	"GET /api/tokens/{id}/reveal":  {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/tokens/{token}/reveal"},
+	"POST /api/tokens/{id}/rotate": {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/tokens/{fresh-token}/rotate", body: func(caller) string { return `{}` }},
 	// Routes are governed by roles in core-team, which only the global
-	// ADMIN and the admin key hold here.
+	// ADMIN and the global admin key hold here.
 	"POST /api/routes": {implemented: true, allow: globalOnly, body: func(c caller) string {
 		return fmt.Sprintf(`{"name":"r","path":"/m-%s","backend_url":"https://example.com"}`, slug(c))
 	}},
@@ -139,10 +172,10 @@ var matrixExpectations = map[string]expectation{
 	// Usage and the dashboard (usage service).
 	"GET /api/dashboard/overview":     {implemented: true, allow: everyone},
 	"GET /api/usage/stats":            {implemented: true, allow: everyone},
-	"GET /api/usage/token/{token_id}": {implemented: true, allow: teamManagers, path: "/api/usage/token/{token}"},
-	"GET /api/usage/route":            {implemented: true, allow: everyone, path: "/api/usage/route?route_path=%2Fapi%2Fx"},
+	"GET /api/usage/token/{token_id}": {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/usage/token/{token}"},
+	"GET /api/usage/route":            {implemented: true, allow: everyone, path: "/api/usage/route?route_path=" + sharedRouteQuery},
 	// The Worker's endpoint needs no credential but an HMAC signature: an
-	// unsigned post is 401 whoever sends it (USAGE_ALLOW_UNSIGNED is off).
+	// unsigned post is 401 whoever sends it.
 	"POST /api/usage-log": {implemented: true, anonymous: true, okStatus: 401,
 		body: func(caller) string { return `{"token_hash":"x","route":"/api/x","timestamp":0}` }},
 
@@ -152,29 +185,35 @@ var matrixExpectations = map[string]expectation{
 	"GET /api/dashboard/audit-logs/export": {implemented: true, allow: everyone},
 	"GET /api/stats":                       {implemented: true, allow: everyone},
 
-	// Teams (this issue).
+	// Teams.
 	"GET /api/teams": {implemented: true, allow: everyone},
 	"POST /api/teams": {implemented: true, allow: someTeamAdmin,
 		body: func(c caller) string { return fmt.Sprintf(`{"id":"m-%s","name":"Matrix %s"}`, slug(c), c) }},
-	"GET /api/teams/{team_id}": {implemented: true, allow: teamMembers, path: "/api/teams/" + matrixTeam},
-	"PUT /api/teams/{team_id}": {implemented: true, allow: teamAdmins, path: "/api/teams/" + matrixTeam,
-		body: func(caller) string { return `{"description":"the matrix team"}` }},
+	"GET /api/teams/{team_id}": {implemented: true, allow: teamMembers, perTeam: true, path: "/api/teams/{team}"},
+	"PUT /api/teams/{team_id}": {implemented: true, allow: teamAdmins, perTeam: true, path: "/api/teams/{team}",
+		body: func(caller) string { return `{"description":"a team of the matrix"}` }},
 	// Authorized callers are refused for a reason that changes nothing: the team has members.
-	"DELETE /api/teams/{team_id}":      {implemented: true, allow: teamAdmins, okStatus: 400, path: "/api/teams/" + matrixTeam},
-	"GET /api/teams/{team_id}/members": {implemented: true, allow: teamMembers, path: "/api/teams/" + matrixTeam + "/members"},
-	"GET /api/users":                   {implemented: true, allow: []caller{manager, teamAdmin, otherAdmin, globalAdmin, adminKey}},
+	"DELETE /api/teams/{team_id}":      {implemented: true, allow: teamAdmins, okStatus: 400, perTeam: true, path: "/api/teams/{team}"},
+	"GET /api/teams/{team_id}/members": {implemented: true, allow: teamMembers, perTeam: true, path: "/api/teams/{team}/members"},
+	// Scoped to the teams the caller manages (checked by the leak check).
+	"GET /api/users": {implemented: true, allow: []caller{manager, teamAdmin, otherAdmin, globalAdmin, teamKey, adminKey}},
 	// Setting the target's VIEWER role again: allowed callers change nothing.
-	"PUT /api/users/{user_id}/team-role": {implemented: true, allow: teamManagers, path: "/api/users/user_target/team-role",
-		body: func(caller) string { return `{"team_id":"` + matrixTeam + `","role":"VIEWER"}` }},
-	"POST /api/users/{user_id}/team-membership": {implemented: true, allow: teamManagers, path: "/api/users/user_target/team-membership",
-		body: func(caller) string { return `{"team_id":"` + matrixTeam + `","role":"VIEWER"}` }},
+	"PUT /api/users/{user_id}/team-role": {implemented: true, allow: teamManagers, perTeam: true, path: "/api/users/{target}/team-role",
+		body: func(caller) string { return `{"team_id":"{team}","role":"VIEWER"}` }},
+	"POST /api/users/{user_id}/team-membership": {implemented: true, allow: teamManagers, perTeam: true, path: "/api/users/{target}/team-membership",
+		body: func(caller) string { return `{"team_id":"{team}","role":"VIEWER"}` }},
 	// Removing someone who is not a member: authorized callers get 404.
-	"DELETE /api/users/{user_id}/team-membership/{team_id}": {implemented: true, allow: teamManagers, okStatus: 404,
-		path: "/api/users/user_nobody/team-membership/" + matrixTeam},
+	"DELETE /api/users/{user_id}/team-membership/{team_id}": {implemented: true, allow: teamManagers, okStatus: 404, perTeam: true,
+		path: "/api/users/user_nobody/team-membership/{team}"},
+	// The global role of someone Clerk does not know: authorized callers
+	// get 404 and nothing changes.
+	"PUT /api/users/{user_id}/global-role": {implemented: true, allow: globalOnly, okStatus: 404, path: "/api/users/user_nobody/global-role",
+		body: func(caller) string { return `{"role":"ADMIN"}` }},
+	"DELETE /api/users/{user_id}/global-role": {implemented: true, allow: globalOnly, okStatus: 404, path: "/api/users/user_nobody/global-role"},
 	// Inviting as VIEWER of the team: an ADMIN of another team may not grant it.
-	"POST /api/invitations": {implemented: true, allow: teamAdmins,
+	"POST /api/invitations": {implemented: true, allow: teamAdmins, perTeam: true,
 		body: func(c caller) string {
-			return fmt.Sprintf(`{"email":"m-%s@example.com","team_roles":{"%s":"VIEWER"}}`, slug(c), matrixTeam)
+			return fmt.Sprintf(`{"email":"m-%s-{n}@example.com","team_roles":{"{team}":"VIEWER"}}`, slug(c))
 		}},
 	"GET /api/invitations":                    {implemented: true, allow: globalOnly},
 	"DELETE /api/invitations/{invitation_id}": {implemented: true, allow: globalOnly, okStatus: 404, path: "/api/invitations/inv_nope"},
@@ -182,6 +221,12 @@ var matrixExpectations = map[string]expectation{
 	"GET /api/admin-keys":                     {implemented: true, allow: globalOnly},
 	"DELETE /api/admin-keys/{id}":             {implemented: true, allow: globalOnly, okStatus: 404, path: "/api/admin-keys/ak_nope"},
 }
+
+// sharedRouteQuery is the route both teams' tokens were used on, URL-encoded.
+const (
+	sharedRoute      = "/matrix-shared"
+	sharedRouteQuery = "%2Fmatrix-shared"
+)
 
 // want returns the status caller c must get from endpoint e.
 func (e expectation) want(c caller) int {
@@ -282,51 +327,102 @@ func TestAuthzMatrix(t *testing.T) {
 		return
 	}
 
-	s := startStack(t)
+	s := startStack(t, withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret))
 	defer func() {
 		if t.Failed() {
 			s.dumpLogs()
 		}
 	}()
-	credential := setUpMatrix(t, s)
-	w := &matrixWorld{t: t, s: s}
-	w.token, w.route = w.newToken(), w.newRoute()
+	w := setUpMatrix(t, s)
 
 	probe := os.Getenv("MATRIX_PROBE") != ""
+	// insiderSaw records the endpoints whose answer to team B's insiders
+	// showed team B's data: the leak check is worth something only if the
+	// data is there to leak.
+	insiderSaw := map[string]bool{}
+	requests := 0
 	for _, r := range routes {
 		k := r.Method + " " + r.Path
 		e := matrixExpectations[k]
-		var got []string
-		for _, c := range allCallers {
-			path := w.expand(cmpStr(e.path, r.Path))
-			body := ""
-			if e.body != nil {
-				body = e.body(c)
-			}
-			resp := s.teamReq(t, r.Method, path, credential(c), body)
-			want := e.want(c)
-			if probe {
-				got = append(got, fmt.Sprintf("%s=%d", c, resp.Status))
-				continue
-			}
-			if resp.Status != want {
-				t.Errorf("%s as %s: %d %s, want %d", k, c, resp.Status, truncateBody(resp.Body), want)
-				continue
-			}
-			if resp.Status >= 400 {
-				var b struct {
-					Detail *string `json:"detail"`
-				}
-				if json.Unmarshal(resp.Body, &b) != nil || b.Detail == nil {
-					t.Errorf("%s as %s: %d without a {\"detail\"} body: %s", k, c, resp.Status, truncateBody(resp.Body))
-				}
-			}
+		teams := []string{matrixTeam}
+		if e.perTeam {
+			teams = append(teams, otherTeam)
 		}
-		if probe {
-			t.Logf("%s: %s", k, strings.Join(got, " "))
+		for _, team := range teams {
+			label := k
+			if team == otherTeam {
+				label += " (about team B)"
+			}
+			var got []string
+			for _, c := range allCallers {
+				path := w.expand(cmpStr(e.path, r.Path), team)
+				body := ""
+				if e.body != nil {
+					body = w.expand(e.body(c), team)
+				}
+				resp := s.teamReq(t, r.Method, path, w.credential(c), body)
+				requests++
+				want := e.want(c)
+				if team == otherTeam {
+					want = e.want(asForTeamB(c))
+				}
+				if !slices.Contains(insidersOfB, c) {
+					if leak := leakOf(path+" "+body, resp.Body); leak != "" {
+						t.Errorf("%s as %s: %d answer shows team B's data (%s): %s", label, c, resp.Status, leak, truncateBody(resp.Body))
+					}
+				} else if resp.Status == 200 && strings.Contains(strings.ToLower(string(resp.Body)), marker) {
+					insiderSaw[k] = true
+				}
+				if probe {
+					got = append(got, fmt.Sprintf("%s=%d", c, resp.Status))
+					continue
+				}
+				if resp.Status != want {
+					t.Errorf("%s as %s: %d %s, want %d", label, c, resp.Status, truncateBody(resp.Body), want)
+					continue
+				}
+				if resp.Status >= 400 {
+					var b struct {
+						Detail *string `json:"detail"`
+					}
+					if json.Unmarshal(resp.Body, &b) != nil || b.Detail == nil {
+						t.Errorf("%s as %s: %d without a {\"detail\"} body: %s", label, c, resp.Status, truncateBody(resp.Body))
+					}
+				}
+			}
+			if probe {
+				t.Logf("%s: %s", label, strings.Join(got, " "))
+			}
 		}
 	}
+	// The answers to team B's insiders that must show team B's data.
+	for _, k := range []string{"GET /api/tokens", "GET /api/teams", "GET /api/users", "GET /api/teams/{team_id}/members",
+		"GET /api/usage/stats", "GET /api/usage/route", "GET /api/dashboard/audit-logs", "GET /api/dashboard/audit-logs/export",
+		"GET /api/admin-keys", "GET /api/invitations"} {
+		if !insiderSaw[k] {
+			t.Errorf("%s showed no team B data to team B's insiders: the leak check of this endpoint proves nothing", k)
+		}
+	}
+	t.Logf("%d routes, %d callers, %d requests", len(routes), len(allCallers), requests)
 }
+
+// leakOf returns the first piece of team B's data in body that the request
+// (path and body) did not itself contain, or "". Every datum of team B
+// carries the marker, so the check is: no marker in the answer beyond the
+// words of the request echoed back (a refusal may name the team asked for).
+func leakOf(request string, body []byte) string {
+	b := strings.ToLower(string(body))
+	for _, word := range markerWords.FindAllString(strings.ToLower(request), -1) {
+		b = strings.ReplaceAll(b, word, "")
+	}
+	if i := strings.Index(b, marker); i >= 0 {
+		from, to := max(0, i-40), min(len(b), i+40)
+		return b[from:to]
+	}
+	return ""
+}
+
+var markerWords = regexp.MustCompile(`[a-z0-9_.@-]*` + marker + `[a-z0-9_.@-]*`)
 
 func cmpStr(v, def string) string {
 	if v != "" {
@@ -342,70 +438,158 @@ func truncateBody(b []byte) string {
 	return string(b)
 }
 
-// setUpMatrix creates the matrix's teams and people and returns each
-// caller's credential.
-func setUpMatrix(t *testing.T, s *stack) func(caller) string {
+// matrixWorld is the matrix's two teams, their people and resources, and
+// the credential of each caller.
+type matrixWorld struct {
+	t *testing.T
+	s *stack
+	// token is a token of each team, target a VIEWER of each team (whose
+	// role requests set again), route a route.
+	token, target map[string]string
+	route         string
+	revoked, key  string // the revoked key, the team-A key
+	n             int
+}
+
+// setUpMatrix creates the matrix's teams and people. Team B's every datum
+// (id, name, description, member ids and e-mails, token names, key name,
+// invitation) carries the marker, and its tokens were used on the route
+// that team A's were used on too.
+func setUpMatrix(t *testing.T, s *stack) *matrixWorld {
 	t.Helper()
-	for _, id := range []string{"user_viewer", "user_dev", "user_mgr", "user_admin", "user_other", "user_global", "user_target"} {
-		s.clerk.AddUser(authtest.FakeUser{ID: id, Email: strings.TrimPrefix(id, "user_") + "@example.com", CreatedAt: 1761000000000})
+	w := &matrixWorld{t: t, s: s, token: map[string]string{}, target: map[string]string{
+		matrixTeam: "user_target", otherTeam: "user_bsecret_target"}}
+	for _, u := range []authtest.FakeUser{
+		{ID: "user_viewer", Email: "viewer@example.com"}, {ID: "user_dev", Email: "dev@example.com"},
+		{ID: "user_mgr", Email: "mgr@example.com"}, {ID: "user_admin", Email: "admin@example.com"},
+		{ID: "user_loner", Email: "loner@example.com"}, {ID: "user_other", Email: "other@example.com"},
+		{ID: "user_global", Email: "global@example.com"}, {ID: "user_target", Email: "target@example.com"},
+		// Team B's own people.
+		{ID: "user_bsecret_member", Email: "bsecret-member@example.com", FirstName: "Bsecret"},
+		{ID: "user_bsecret_target", Email: "bsecret-target@example.com"},
+		// In both teams, with v2.1's legacy metadata naming team B: team A's
+		// managers see this person, but not their standing in team B.
+		{ID: "user_shared", Email: "shared@example.com", PublicMetadata: map[string]any{
+			"tokenManager:team": otherTeam, "tokenManager:role": "DEVELOPER",
+			"tokenManager:teams": []any{map[string]any{"id": otherTeam, "name": "Bsecret Team Name", "role": "DEVELOPER"}},
+		}},
+	} {
+		u.CreatedAt = 1761000000000
+		s.clerk.AddUser(u)
 	}
 	key := s.adminKey
 	s.teamMust(t, 200, "POST", "/api/teams", key, `{"id":"`+matrixTeam+`","name":"Matrix Team"}`)
-	s.teamMust(t, 200, "POST", "/api/teams", key, `{"id":"`+otherTeam+`","name":"Other Team"}`)
 	for _, m := range [][3]string{
 		{"user_viewer", matrixTeam, "VIEWER"}, {"user_dev", matrixTeam, "DEVELOPER"}, {"user_mgr", matrixTeam, "MANAGER"},
-		{"user_admin", matrixTeam, "ADMIN"}, {"user_other", otherTeam, "ADMIN"}, {"user_target", matrixTeam, "VIEWER"},
+		{"user_admin", matrixTeam, "ADMIN"}, {"user_target", matrixTeam, "VIEWER"}, {"user_shared", matrixTeam, "VIEWER"},
 	} {
 		s.teamMust(t, 200, "POST", "/api/users/"+m[0]+"/team-membership", key, fmt.Sprintf(`{"team_id":"%s","role":"%s"}`, m[1], m[2]))
 	}
 	s.exec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ('user_global', 'ADMIN')`)
 
 	// A key that existed and was revoked (before any service cached it).
-	r := s.teamMust(t, 200, "POST", "/api/admin-keys", key, `{"name":"revoked","global_role":"ADMIN"}`)
 	var created struct {
 		AdminKey struct{ ID string } `json:"admin_key"`
 		Key      string
 	}
+	r := s.teamMust(t, 200, "POST", "/api/admin-keys", key, `{"name":"revoked","global_role":"ADMIN"}`)
 	if err := json.Unmarshal(r.Body, &created); err != nil {
 		t.Fatal(err)
 	}
 	s.teamMust(t, 200, "DELETE", "/api/admin-keys/"+created.AdminKey.ID, key, "")
-
-	// Session tokens live a minute: mint a fresh one for every request.
-	users := map[caller]string{viewer: "user_viewer", developer: "user_dev", manager: "user_mgr",
-		teamAdmin: "user_admin", otherAdmin: "user_other", globalAdmin: "user_global"}
-	return func(c caller) string {
-		switch c {
-		case noCredential:
-			return ""
-		case malformedJWT:
-			return "not-a-jwt"
-		case expiredJWT:
-			return s.clerk.SessionToken(t, "user_admin", authtest.ExpiredFor(time.Minute))
-		case foreignAZP:
-			return s.clerk.SessionToken(t, "user_admin", authtest.AZP("https://evil.example"))
-		case revokedKey:
-			return created.Key
-		case adminKey:
-			return key
-		}
-		return s.clerk.SessionToken(t, users[c])
+	w.revoked = created.Key
+	// The team-scoped admin key: ADMIN of team A, nothing else.
+	r = s.teamMust(t, 200, "POST", "/api/admin-keys", key, `{"name":"team-a-key","team_roles":{"`+matrixTeam+`":"ADMIN"}}`)
+	if err := json.Unmarshal(r.Body, &created); err != nil || created.Key == "" {
+		t.Fatalf("team key in %s: %v", r.Body, err)
 	}
+	w.key = created.Key
+
+	w.route = w.newRoute()
+	s.teamMust(t, 200, "POST", "/api/routes", key, `{"name":"shared","path":"`+sharedRoute+`","backend_url":"https://example.com"}`)
+	w.token[matrixTeam] = w.newToken(matrixTeam)
+
+	// Team B, last, so that its events are the newest of the audit trail.
+	s.teamMust(t, 200, "POST", "/api/teams", key,
+		`{"id":"`+otherTeam+`","name":"Bsecret Team Name","description":"the bsecret team's description"}`)
+	for _, m := range [][3]string{
+		{"user_other", otherTeam, "ADMIN"}, {"user_bsecret_member", otherTeam, "DEVELOPER"},
+		{"user_bsecret_target", otherTeam, "VIEWER"}, {"user_shared", otherTeam, "DEVELOPER"},
+	} {
+		s.teamMust(t, 200, "POST", "/api/users/"+m[0]+"/team-membership", key, fmt.Sprintf(`{"team_id":"%s","role":"%s"}`, m[1], m[2]))
+	}
+	s.teamMust(t, 200, "POST", "/api/admin-keys", key, `{"name":"bsecret-key","team_roles":{"`+otherTeam+`":"MANAGER"}}`)
+	s.teamMust(t, 200, "POST", "/api/invitations", key, `{"email":"bsecret-invitee@example.com","team_roles":{"`+otherTeam+`":"VIEWER"}}`)
+	w.token[otherTeam] = w.newToken(otherTeam)
+
+	// Both teams' tokens were used on the shared route.
+	var events []any
+	for i, team := range []string{matrixTeam, otherTeam} {
+		rv := s.teamMust(t, 200, "GET", "/api/tokens/"+w.token[team]+"/reveal", key, "")
+		var plain struct{ Token string }
+		if err := json.Unmarshal(rv.Body, &plain); err != nil || plain.Token == "" {
+			t.Fatalf("reveal: %v", err)
+		}
+		for j := range 3 {
+			events = append(events, map[string]any{"event_id": fmt.Sprintf("m-%d-%d", i, j), "token_hash": e2eHash(plain.Token),
+				"route": sharedRoute, "timestamp": time.Now().Add(-time.Duration(j) * time.Minute).UnixMilli(),
+				"response_status": 200, "response_time_ms": 10, "ip_address": "203.0.113.9", "user_agent": "matrix",
+				"request_method": "GET", "error_message": nil})
+		}
+	}
+	batch, _ := json.Marshal(map[string]any{"events": events})
+	if r := s.postUsage(batch, e2eIngestSecret); r.Status != 200 {
+		t.Fatalf("usage-log: %d %s", r.Status, r.Body)
+	}
+	// Ingest is acknowledged when stored; wait until the insiders' view shows it.
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(string(s.teamMust(t, 200, "GET", "/api/usage/stats", key, "").Body), marker) {
+		if time.Now().After(deadline) {
+			t.Fatal("team B's usage never showed in /api/usage/stats")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return w
 }
 
-// matrixWorld makes the tokens and routes that per-id endpoints address.
-type matrixWorld struct {
-	t            *testing.T
-	s            *stack
-	token, route string
-	n            int
+// credential is caller c's bearer credential. Session tokens live a
+// minute: a fresh one is minted for every request.
+func (w *matrixWorld) credential(c caller) string {
+	users := map[caller]string{viewer: "user_viewer", developer: "user_dev", manager: "user_mgr",
+		teamAdmin: "user_admin", noTeam: "user_loner", otherAdmin: "user_other", globalAdmin: "user_global"}
+	switch c {
+	case noCredential:
+		return ""
+	case malformedJWT:
+		return "not-a-jwt"
+	case expiredJWT:
+		return w.s.clerk.SessionToken(w.t, "user_admin", authtest.ExpiredFor(time.Minute))
+	case foreignAZP:
+		return w.s.clerk.SessionToken(w.t, "user_admin", authtest.AZP("https://evil.example"))
+	case revokedKey:
+		return w.revoked
+	case teamKey:
+		return w.key
+	case adminKey:
+		return w.s.adminKey
+	}
+	u, ok := users[c]
+	if !ok {
+		w.t.Fatalf("no credential for %s", c)
+	}
+	return w.s.clerk.SessionToken(w.t, u)
 }
 
-// newToken creates a token of the matrix team (as the bootstrap key).
-func (w *matrixWorld) newToken() string {
+// newToken creates a token of team (as the global admin key); team B's
+// tokens' names carry the marker.
+func (w *matrixWorld) newToken(team string) string {
 	w.n++
+	name := fmt.Sprintf("fixture-%d", w.n)
+	if team == otherTeam {
+		name = fmt.Sprintf("bsecret-token-%d", w.n)
+	}
 	r := w.s.teamMust(w.t, 200, "POST", "/api/tokens", w.s.adminKey,
-		fmt.Sprintf(`{"name":"fixture-%d","team_id":"%s","scopes":["*"],"expires_days":30}`, w.n, matrixTeam))
+		fmt.Sprintf(`{"name":"%s","description":"%s","team_id":"%s","scopes":["*"],"expires_days":30}`, name, name, team))
 	var b struct{ ID json.Number }
 	if err := json.Unmarshal(r.Body, &b); err != nil || b.ID == "" {
 		w.t.Fatalf("token id in %s: %v", r.Body, err)
@@ -413,7 +597,7 @@ func (w *matrixWorld) newToken() string {
 	return b.ID.String()
 }
 
-// newRoute creates a route (as the bootstrap key).
+// newRoute creates a route (as the global admin key).
 func (w *matrixWorld) newRoute() string {
 	w.n++
 	r := w.s.teamMust(w.t, 200, "POST", "/api/routes", w.s.adminKey,
@@ -425,12 +609,16 @@ func (w *matrixWorld) newRoute() string {
 	return b.ID.String()
 }
 
-// expand fills a path's placeholders.
-func (w *matrixWorld) expand(p string) string {
-	p = strings.ReplaceAll(p, "{token}", w.token)
-	p = strings.ReplaceAll(p, "{route}", w.route)
+// expand fills a path's or body's placeholders for a request about team.
+func (w *matrixWorld) expand(p, team string) string {
+	n := "a"
+	if team == otherTeam {
+		n = "b"
+	}
+	p = strings.NewReplacer("{team}", team, "{token}", w.token[team], "{target}", w.target[team],
+		"{route}", w.route, "{n}", n).Replace(p)
 	if strings.Contains(p, "{fresh-token}") {
-		p = strings.ReplaceAll(p, "{fresh-token}", w.newToken())
+		p = strings.ReplaceAll(p, "{fresh-token}", w.newToken(team))
 	}
 	if strings.Contains(p, "{fresh-route}") {
 		p = strings.ReplaceAll(p, "{fresh-route}", w.newRoute())

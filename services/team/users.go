@@ -17,6 +17,7 @@ import (
 
 // Keys of Clerk publicMetadata this system owns (contract §5.2).
 const (
+	metaNamespace  = "tokenManager:"
 	metaTeamRoles  = "tokenManager:teamRoles"
 	metaGlobalRole = "tokenManager:globalRole"
 	metaInvitedBy  = "tokenManager:invitedBy"
@@ -88,6 +89,16 @@ func (s *Service) ListUsers(ctx context.Context) ([]UserView, error) {
 		}
 		if meta == nil {
 			meta = map[string]any{}
+		}
+		if !p.IsGlobalAdmin() {
+			// The rest of our namespace (v2.1's tokenManager:team, :teams
+			// and :role, who invited them) can name teams and people
+			// beyond the caller's: only the roles below are shown.
+			for k := range meta {
+				if strings.HasPrefix(k, metaNamespace) {
+					delete(meta, k)
+				}
+			}
 		}
 		roles := map[string]any{}
 		for t, r := range teamRoles[u.ID] {
