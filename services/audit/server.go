@@ -118,12 +118,14 @@ func (s *Server) GetStats(ctx context.Context, _ *auditv1.GetStatsRequest) (*aud
 	out := &auditv1.GetStatsResponse{TotalTokens: st.TotalTokens, TotalRoutes: st.TotalRoutes,
 		RecentActivity: make([]*auditv1.Activity, 0, len(st.Recent))}
 	for _, e := range st.Recent {
-		d, err := detailsOf(e.Details)
+		// A JSON-encoded string, as v2.7 sent it: its /stats page shows
+		// details as text.
+		d, err := CanonicalJSON(e.Details)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("stored details: %w", err)
 		}
 		out.RecentActivity = append(out.RecentActivity, &auditv1.Activity{
-			Action: e.Action, EntityType: e.EntityType, Details: d, CreatedAt: timestamppb.New(e.OccurredAt)})
+			Action: e.Action, EntityType: e.EntityType, Details: string(d), CreatedAt: timestamppb.New(e.OccurredAt)})
 	}
 	return out, nil
 }
@@ -186,8 +188,9 @@ func toProto(e *Event) (*auditv1.AuditLog, error) {
 	}, nil
 }
 
-// detailsOf turns stored jsonb into the JSON object clients receive (never
-// a JSON-encoded string, unlike v2.7).
+// detailsOf turns stored jsonb into the JSON object the audit-log list and
+// the dashboard overview return (v2.7's list sent a JSON-encoded string;
+// its dashboard reads both, and an object is what the contract asks for).
 func detailsOf(raw []byte) (*structpb.Struct, error) {
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {

@@ -89,8 +89,12 @@ func (s *Service) CreateAdminKey(ctx context.Context, name, globalRole string, t
 			plain[t] = string(roles[t])
 		}
 		details["team_roles"] = plain
+		roleChanges, err := keyRoleChanges(ctx, st, "create", k.ID, name, plain)
+		if err != nil {
+			return err
+		}
 		changes := []auditlog.Change{{Action: "create", EntityType: "admin_key", EntityID: k.ID, Details: details}}
-		return audit(ctx, tx, append(changes, keyRoleChanges("create", k.ID, plain)...)...)
+		return audit(ctx, tx, append(changes, roleChanges...)...)
 	})
 	if err != nil {
 		return AdminKey{}, "", err
@@ -169,9 +173,13 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 		for t, r := range roles {
 			teamRoles[t] = r
 		}
+		roleChanges, err := keyRoleChanges(ctx, st, "delete", id, name, teamRoles)
+		if err != nil {
+			return err
+		}
 		changes := []auditlog.Change{{Action: "revoke", EntityType: "admin_key", EntityID: id,
 			Details: map[string]any{"name": name, "prefix": prefix, "global_role": global, "team_roles": teamRoles}}}
-		return audit(ctx, tx, append(changes, keyRoleChanges("delete", id, teamRoles)...)...)
+		return audit(ctx, tx, append(changes, roleChanges...)...)
 	})
 }
 
@@ -179,11 +187,19 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 // granted (create) or ending (delete): the admin_key event itself has no
 // team, so without them a team's ADMINs, who read their team's trail only,
 // would not see a key gaining or losing power over their team. Keyed like
-// the creator-key grant of CreateTeam.
-func keyRoleChanges(action, keyID string, roles map[string]any) []auditlog.Change {
+// the creator-key grant of CreateTeam, and named by the key's name.
+func keyRoleChanges(ctx context.Context, st *Store, action, keyID, keyName string, roles map[string]any) ([]auditlog.Change, error) {
+	teams := slices.Sorted(maps.Keys(roles))
+	if len(teams) == 0 {
+		return nil, nil
+	}
+	names, err := teamNames(ctx, st, teams)
+	if err != nil {
+		return nil, err
+	}
 	var out []auditlog.Change
-	for _, t := range slices.Sorted(maps.Keys(roles)) {
-		d := map[string]any{"admin_key_id": keyID, "team_id": t}
+	for _, t := range teams {
+		d := map[string]any{"name": keyName, "admin_key_id": keyID, "team_id": t, "team_name": names[t]}
 		if action == "create" {
 			d["role"], d["previous_role"] = roles[t], ""
 		} else {
@@ -191,5 +207,5 @@ func keyRoleChanges(action, keyID string, roles map[string]any) []auditlog.Chang
 		}
 		out = append(out, auditlog.Change{Action: action, EntityType: "admin_key_role", EntityID: keyID + "@" + t, Team: t, Details: d})
 	}
-	return out
+	return out, nil
 }

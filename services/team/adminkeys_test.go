@@ -89,7 +89,8 @@ func TestAdminKeys(t *testing.T) {
 	// The revoke event says which key lost which powers, never its secret.
 	evs := h.auditEvents("admin_key", k.GetId())
 	if len(evs) != 2 || evs[1].Action != "revoke" || !reflect.DeepEqual(evs[1].Details, map[string]any{
-		"name": "ci", "prefix": k.GetPrefix(), "global_role": "", "team_roles": map[string]any{"alpha": "MANAGER"}}) {
+		"name": "ci", "prefix": k.GetPrefix(), "global_role": "", "team_roles": map[string]any{"alpha": "MANAGER"},
+		"deleted_by": "user_root", "deleted_by_email": "unknown"}) {
 		t.Errorf("revoke event %v", evs)
 	}
 	if n := h.count(`SELECT count(*) FROM team.outbox WHERE topic = 'audit' AND (payload::text LIKE '%' || $1 || '%' OR payload::text LIKE '%' || $2 || '%')`,
@@ -136,7 +137,9 @@ func TestTeamCreatedByTeamAdminKey(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM team.admin_key_roles WHERE key_id = $1 AND team_id = 'key-team' AND role = 'ADMIN'`, kp.ID); n != 1 {
 		t.Fatal("creator key is not ADMIN of its team")
 	}
-	want := []auditEvent{{"create", "key-team", map[string]any{"admin_key_id": kp.ID, "team_id": "key-team", "role": "ADMIN", "previous_role": ""}}}
+	// Named by the key's name, the actor is the key (it has no e-mail).
+	want := []auditEvent{{"create", "key-team", map[string]any{"name": "team-ci", "admin_key_id": kp.ID, "team_id": "key-team", "team_name": "Key team",
+		"role": "ADMIN", "previous_role": "", "created_by": kp.ID, "created_by_email": "team-ci (admin key)"}}}
 	if got := h.auditEvents("admin_key_role", kp.ID+"@key-team"); !reflect.DeepEqual(got, want) {
 		t.Errorf("grant events %v, want %v", got, want)
 	}
@@ -148,7 +151,8 @@ func TestTeamCreatedByTeamAdminKey(t *testing.T) {
 	if _, err := h.srv.DeleteTeam(auth.WithPrincipal(h.ctx, kp), &teamv1.DeleteTeamRequest{TeamId: "key-team"}); err != nil {
 		t.Fatal(err)
 	}
-	want = append(want, auditEvent{"delete", "key-team", map[string]any{"admin_key_id": kp.ID, "team_id": "key-team", "previous_role": "ADMIN"}})
+	want = append(want, auditEvent{"delete", "key-team", map[string]any{"name": "team-ci", "admin_key_id": kp.ID, "team_id": "key-team", "team_name": "Key team",
+		"previous_role": "ADMIN", "deleted_by": kp.ID, "deleted_by_email": "team-ci (admin key)"}})
 	if got := h.auditEvents("admin_key_role", kp.ID+"@key-team"); !reflect.DeepEqual(got, want) {
 		t.Errorf("grant events after delete %v, want %v", got, want)
 	}

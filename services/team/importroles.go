@@ -65,7 +65,7 @@ func ImportClerkRoles(ctx context.Context, pool *pgxpool.Pool, dir *Directory, d
 			return err
 		}
 		return audit(ctx, tx, auditlog.Change{Action: "import", EntityType: "roles", Details: map[string]any{
-			"users_seen": res.UsersSeen, "memberships_imported": res.MembershipsImported,
+			"name": "roles imported from Clerk", "users_seen": res.UsersSeen, "memberships_imported": res.MembershipsImported,
 			"global_admins_imported": res.GlobalAdminsImported, "skipped": len(res.Skipped)}})
 	})
 	if errors.Is(err, errDryRun) {

@@ -75,7 +75,11 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 			inv.ID, email, plain, p.ID); err != nil {
 			return fmt.Errorf("store invitation: %w", err)
 		}
-		return audit(ctx, tx, invitationChanges("create", inv.ID, plain, map[string]any{"email": email})...)
+		changes, err := invitationChanges(ctx, st, "create", inv.ID, email, plain, map[string]any{"email": email})
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, changes...)
 	})
 	if err != nil {
 		// Do not leave an invitation whose roles would never be applied.
@@ -90,7 +94,8 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 }
 
 // invitationChanges are the audit events of one change (create, accept,
-// revoke) to invitation id, whose team roles are roles; base holds the
+// revoke) to invitation id, whose team roles are roles; name names it in
+// the trail (the invitee's e-mail, else its id) and base holds the other
 // details common to every event (the e-mail, the user).
 //
 // An invitation grants roles in the teams it names, and the trail is read
@@ -106,24 +111,33 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 // An invitation that names no team grants nothing in any team: it is one
 // event with no team (visible to global ADMINs and core-team, like the other
 // team-less events).
-func invitationChanges(action, id string, roles map[string]string, base map[string]any) []auditlog.Change {
+func invitationChanges(ctx context.Context, st *Store, action, id, name string, roles map[string]string, base map[string]any) ([]auditlog.Change, error) {
+	if name == "" {
+		name = id
+	}
 	details := func(teamRoles map[string]any) map[string]any {
-		d := make(map[string]any, len(base)+2)
+		d := make(map[string]any, len(base)+3)
 		for k, v := range base {
 			d[k] = v
 		}
-		d["team_roles"], d["team_count"] = teamRoles, len(roles)
+		d["name"], d["team_roles"], d["team_count"] = name, teamRoles, len(roles)
 		return d
 	}
 	if len(roles) == 0 {
-		return []auditlog.Change{{Action: action, EntityType: "invitation", EntityID: id, Details: details(map[string]any{})}}
+		return []auditlog.Change{{Action: action, EntityType: "invitation", EntityID: id, Details: details(map[string]any{})}}, nil
+	}
+	teams := slices.Sorted(maps.Keys(roles))
+	names, err := teamNames(ctx, st, teams)
+	if err != nil {
+		return nil, err
 	}
 	var out []auditlog.Change
-	for _, t := range slices.Sorted(maps.Keys(roles)) {
-		out = append(out, auditlog.Change{Action: action, EntityType: "invitation", EntityID: id, Team: t,
-			Details: details(map[string]any{t: roles[t]})})
+	for _, t := range teams {
+		d := details(map[string]any{t: roles[t]})
+		d["team_id"], d["team_name"] = t, names[t]
+		out = append(out, auditlog.Change{Action: action, EntityType: "invitation", EntityID: id, Team: t, Details: d})
 	}
-	return out
+	return out, nil
 }
 
 // ListInvitations returns every Clerk invitation, any status.
@@ -196,10 +210,18 @@ func (s *Service) RevokeInvitation(ctx context.Context, id string) error {
 			// Made in Clerk directly, not through Token Manager (a global
 			// ADMIN may revoke any): its e-mail and roles are not known
 			// here, and asking Clerk for them is not worth failing over.
-			return audit(ctx, tx, invitationChanges("revoke", id, nil, map[string]any{"untracked": true})...)
+			changes, err := invitationChanges(ctx, st, "revoke", id, "", nil, map[string]any{"untracked": true})
+			if err != nil {
+				return err
+			}
+			return audit(ctx, tx, changes...)
 		case err != nil:
 			return fmt.Errorf("read invitation: %w", err)
 		}
-		return audit(ctx, tx, invitationChanges("revoke", id, roles, map[string]any{"email": email})...)
+		changes, err := invitationChanges(ctx, st, "revoke", id, email, roles, map[string]any{"email": email})
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, changes...)
 	})
 }

@@ -100,7 +100,8 @@ func TestInvitations(t *testing.T) {
 	}
 	// Accepting is recorded in the trail of the team it grants a role in.
 	if got := h.auditEvents("invitation", resp.GetInvitationId()); len(got) != 2 || got[0].Action != "accept" || got[0].Team != "alpha" ||
-		!reflect.DeepEqual(got[0].Details, map[string]any{"user_id": userID, "team_roles": map[string]any{"alpha": "DEVELOPER"}, "team_count": float64(1)}) {
+		!reflect.DeepEqual(got[0].Details, map[string]any{"name": "new@example.com", "user_id": userID, "team_id": "alpha", "team_name": "alpha",
+			"team_roles": map[string]any{"alpha": "DEVELOPER"}, "team_count": float64(1), "updated_by": "system", "updated_by_email": "system"}) {
 		t.Errorf("accept events %v", got)
 	}
 
@@ -174,9 +175,13 @@ func TestInvitationAuditPerTeam(t *testing.T) {
 	}
 	want := []auditEvent{}
 	for _, action := range []string{"create", "revoke"} {
+		// Named by the invitee's e-mail, the actor under the key of its action.
+		by := map[string]string{"create": "created_by", "revoke": "deleted_by"}[action]
 		want = append(want,
-			auditEvent{action, "alpha", map[string]any{"email": "two@example.com", "team_roles": map[string]any{"alpha": "VIEWER"}, "team_count": float64(2)}},
-			auditEvent{action, "beta", map[string]any{"email": "two@example.com", "team_roles": map[string]any{"beta": "MANAGER"}, "team_count": float64(2)}})
+			auditEvent{action, "alpha", map[string]any{"name": "two@example.com", "email": "two@example.com", "team_id": "alpha", "team_name": "alpha",
+				"team_roles": map[string]any{"alpha": "VIEWER"}, "team_count": float64(2), by: "user_mgr", by + "_email": "unknown"}},
+			auditEvent{action, "beta", map[string]any{"name": "two@example.com", "email": "two@example.com", "team_id": "beta", "team_name": "beta",
+				"team_roles": map[string]any{"beta": "MANAGER"}, "team_count": float64(2), by: "user_mgr", by + "_email": "unknown"}})
 	}
 	got := h.auditEvents("invitation", id)
 	if !reflect.DeepEqual(got, want) {
@@ -200,8 +205,10 @@ func TestInvitationAuditPerTeam(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = []auditEvent{
-		{"create", "", map[string]any{"email": "none@example.com", "team_roles": map[string]any{}, "team_count": float64(0)}},
-		{"revoke", "", map[string]any{"email": "none@example.com", "team_roles": map[string]any{}, "team_count": float64(0)}},
+		{"create", "", map[string]any{"name": "none@example.com", "email": "none@example.com", "team_roles": map[string]any{}, "team_count": float64(0),
+			"created_by": "user_root", "created_by_email": "unknown"}},
+		{"revoke", "", map[string]any{"name": "none@example.com", "email": "none@example.com", "team_roles": map[string]any{}, "team_count": float64(0),
+			"deleted_by": "user_root", "deleted_by_email": "unknown"}},
 	}
 	if got := h.auditEvents("invitation", none.GetInvitationId()); !reflect.DeepEqual(got, want) {
 		t.Errorf("team-less invitation events %v, want %v", got, want)
@@ -218,7 +225,8 @@ func TestInvitationAuditPerTeam(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = h.auditEvents("invitation", direct.GetInvitationId())
-	if len(got) != 2 || got[1].Team != "" || !reflect.DeepEqual(got[1].Details, map[string]any{"untracked": true, "team_roles": map[string]any{}, "team_count": float64(0)}) {
+	if len(got) != 2 || got[1].Team != "" || !reflect.DeepEqual(got[1].Details, map[string]any{"name": direct.GetInvitationId(), "untracked": true,
+		"team_roles": map[string]any{}, "team_count": float64(0), "deleted_by": "user_root", "deleted_by_email": "unknown"}) {
 		t.Errorf("untracked revoke events %v", got)
 	}
 }

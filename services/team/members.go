@@ -38,7 +38,8 @@ func (s *Service) SetRole(ctx context.Context, userID, team, roleName string) (a
 	}
 	var previous auth.Role
 	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		if _, err := st.GetTeam(ctx, team, true); err != nil {
+		t, err := st.GetTeam(ctx, team, true)
+		if err != nil {
 			return err
 		}
 		current, err := st.Membership(ctx, userID, team)
@@ -64,8 +65,12 @@ func (s *Service) SetRole(ctx context.Context, userID, team, roleName string) (a
 		if current == "" {
 			action = "create"
 		}
+		d, err := membershipDetails(ctx, st, userID, t.Team, role, current)
+		if err != nil {
+			return err
+		}
 		if err := audit(ctx, tx, auditlog.Change{Action: action, EntityType: "membership", EntityID: userID + "@" + team, Team: team,
-			Details: map[string]any{"user_id": userID, "team_id": team, "role": string(role), "previous_role": string(current)}}); err != nil {
+			Details: d}); err != nil {
 			return err
 		}
 		return mirror(ctx, tx, userID)
@@ -90,7 +95,8 @@ func (s *Service) RemoveMember(ctx context.Context, userID, team string) error {
 		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		if _, err := st.GetTeam(ctx, team, true); err != nil {
+		t, err := st.GetTeam(ctx, team, true)
+		if err != nil {
 			return err
 		}
 		current, err := st.Membership(ctx, userID, team)
@@ -114,8 +120,12 @@ func (s *Service) RemoveMember(ctx context.Context, userID, team string) error {
 		if err := st.DeleteMembership(ctx, userID, team); err != nil {
 			return err
 		}
+		d, err := membershipDetails(ctx, st, userID, t.Team, "", current)
+		if err != nil {
+			return err
+		}
 		if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "membership", EntityID: userID + "@" + team, Team: team,
-			Details: map[string]any{"user_id": userID, "team_id": team, "previous_role": string(current)}}); err != nil {
+			Details: d}); err != nil {
 			return err
 		}
 		return mirror(ctx, tx, userID)

@@ -86,8 +86,10 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 			}
 			// The creator's ADMIN role is a grant like any other: the
 			// trail must answer "since when is X an ADMIN of Y".
+			d := teamDetails(principalName(p), t)
+			d["user_id"], d["role"], d["previous_role"] = p.ID, string(auth.RoleAdmin), ""
 			if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "membership", EntityID: p.ID + "@" + t.ID, Team: t.ID,
-				Details: map[string]any{"user_id": p.ID, "team_id": t.ID, "role": string(auth.RoleAdmin), "previous_role": ""}}); err != nil {
+				Details: d}); err != nil {
 				return err
 			}
 			if err := mirror(ctx, tx, p.ID); err != nil {
@@ -105,14 +107,17 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 				if _, err := tx.Exec(ctx, `INSERT INTO team.admin_key_roles (key_id, team_id, role) VALUES ($1, $2, 'ADMIN')`, p.ID, t.ID); err != nil {
 					return fmt.Errorf("grant creator key: %w", err)
 				}
+				d := teamDetails(principalName(p), t)
+				d["admin_key_id"], d["role"], d["previous_role"] = p.ID, string(auth.RoleAdmin), ""
 				if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "admin_key_role", EntityID: p.ID + "@" + t.ID, Team: t.ID,
-					Details: map[string]any{"admin_key_id": p.ID, "team_id": t.ID, "role": string(auth.RoleAdmin), "previous_role": ""}}); err != nil {
+					Details: d}); err != nil {
 					return err
 				}
 			}
 		}
-		if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "team", EntityID: t.ID, Team: t.ID,
-			Details: map[string]any{"name": t.Name, "description": t.Description, "color": t.Color, "icon": t.Icon}}); err != nil {
+		d := teamDetails(t.Name, t)
+		d["description"], d["color"], d["icon"] = t.Description, t.Color, t.Icon
+		if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "team", EntityID: t.ID, Team: t.ID, Details: d}); err != nil {
 			return err
 		}
 		out, err = st.GetTeam(ctx, t.ID, false)
@@ -141,26 +146,38 @@ func (s *Service) UpdateTeam(ctx context.Context, id string, patch TeamPatch) (T
 		v     *string
 		check func(string) error
 	}{{patch.Name, validTeamName}, {patch.Description, validDescription}, {patch.Color, validColor}, {patch.Icon, validIcon}}
-	details := map[string]any{}
-	for i, c := range checks {
+	for _, c := range checks {
 		if c.v == nil {
 			continue
 		}
 		if err := c.check(*c.v); err != nil {
 			return TeamWithCount{}, err
 		}
-		details[[]string{"name", "description", "color", "icon"}[i]] = *c.v
 	}
 	var out TeamWithCount
 	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
+		before, err := st.GetTeam(ctx, id, true)
+		if err != nil {
+			return err
+		}
 		if err := st.UpdateTeam(ctx, id, patch); err != nil {
 			return err
 		}
-		if err := audit(ctx, tx, auditlog.Change{Action: "update", EntityType: "team", EntityID: id, Team: id, Details: details}); err != nil {
+		if out, err = st.GetTeam(ctx, id, false); err != nil {
 			return err
 		}
-		out, err = st.GetTeam(ctx, id, false)
-		return err
+		// The dashboard's keys hold the team after the update; changes
+		// holds the before/after of each field that changed.
+		changes := map[string]any{}
+		for _, f := range []struct{ name, from, to string }{{"name", before.Name, out.Name},
+			{"description", before.Description, out.Description}, {"color", before.Color, out.Color}, {"icon", before.Icon, out.Icon}} {
+			if f.from != f.to {
+				changes[f.name] = map[string]any{"from": f.from, "to": f.to}
+			}
+		}
+		d := teamDetails(out.Name, out.Team)
+		d["changes"] = changes
+		return audit(ctx, tx, auditlog.Change{Action: "update", EntityType: "team", EntityID: id, Team: id, Details: d})
 	})
 	return out, err
 }
@@ -190,7 +207,8 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 		return errs.Unavailable("cannot verify the team has no tokens")
 	}
 	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		if _, err := st.GetTeam(ctx, id, true); err != nil {
+		gone, err := st.GetTeam(ctx, id, true)
+		if err != nil {
 			return err
 		}
 		var others, callerMember int
@@ -226,13 +244,13 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 		// like the caller's membership below, and is audited as such; a
 		// revoked key's roles ended, in the trail, when it was revoked.
 		rows, err := tx.Query(ctx, `DELETE FROM team.admin_key_roles r USING team.admin_keys k
-			WHERE r.team_id = $1 AND k.id = r.key_id RETURNING r.key_id, r.role, k.revoked_at IS NOT NULL`, id)
+			WHERE r.team_id = $1 AND k.id = r.key_id RETURNING r.key_id, k.name, r.role, k.revoked_at IS NOT NULL`, id)
 		if err != nil {
 			return fmt.Errorf("delete key roles: %w", err)
 		}
 		removed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
-			Key, Role string
-			Revoked   bool
+			Key, Name, Role string
+			Revoked         bool
 		}])
 		if err != nil {
 			return fmt.Errorf("delete key roles: %w", err)
@@ -241,8 +259,10 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 			if r.Revoked {
 				continue
 			}
+			d := teamDetails(r.Name, gone.Team)
+			d["admin_key_id"], d["previous_role"] = r.Key, r.Role
 			if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "admin_key_role", EntityID: r.Key + "@" + id, Team: id,
-				Details: map[string]any{"admin_key_id": r.Key, "team_id": id, "previous_role": r.Role}}); err != nil {
+				Details: d}); err != nil {
 				return err
 			}
 		}
@@ -254,8 +274,12 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 			if err := st.DeleteMembership(ctx, p.ID, id); err != nil {
 				return err
 			}
+			d, err := membershipDetails(ctx, st, p.ID, gone.Team, "", previous)
+			if err != nil {
+				return err
+			}
 			if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "membership", EntityID: p.ID + "@" + id, Team: id,
-				Details: map[string]any{"user_id": p.ID, "team_id": id, "previous_role": string(previous)}}); err != nil {
+				Details: d}); err != nil {
 				return err
 			}
 			if err := mirror(ctx, tx, p.ID); err != nil {
@@ -265,7 +289,7 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 		if err := st.DeleteTeam(ctx, id, p.ID); err != nil {
 			return err
 		}
-		return audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "team", EntityID: id, Team: id})
+		return audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "team", EntityID: id, Team: id, Details: teamDetails(gone.Name, gone.Team)})
 	})
 }
 

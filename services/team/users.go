@@ -173,19 +173,19 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 		lower[i] = strings.ToLower(e)
 	}
 	rows, err := tx.Query(ctx, `
-		SELECT id, team_roles FROM team.invitations
+		SELECT id, email, team_roles FROM team.invitations
 		 WHERE lower(email) = ANY($1) AND applied_at IS NULL AND revoked_at IS NULL AND created_at > now() - $2::interval
 		 ORDER BY created_at FOR UPDATE`, lower, fmt.Sprintf("%d seconds", int(invitationValidity.Seconds())))
 	if err != nil {
 		return fmt.Errorf("pending invitations: %w", err)
 	}
 	type pending struct {
-		id    string
-		roles map[string]string
+		id, email string
+		roles     map[string]string
 	}
 	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pending, error) {
 		var p pending
-		err := r.Scan(&p.id, &p.roles)
+		err := r.Scan(&p.id, &p.email, &p.roles)
 		return p, err
 	})
 	if err != nil || len(invs) == 0 {
@@ -219,7 +219,11 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 		}
 		// One event per team granted, like create and revoke (see
 		// invitationChanges).
-		if err := audit(ctx, tx, invitationChanges("accept", inv.id, granted, map[string]any{"user_id": userID})...); err != nil {
+		changes, err := invitationChanges(ctx, st, "accept", inv.id, inv.email, granted, map[string]any{"user_id": userID})
+		if err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, changes...); err != nil {
 			return err
 		}
 	}

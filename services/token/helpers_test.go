@@ -21,7 +21,9 @@ const testKey = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M="
 
 type fakeTeams map[string]bool
 
-func (f fakeTeams) TeamExists(_ context.Context, id string) (bool, error) { return f[id], nil }
+func (f fakeTeams) TeamName(_ context.Context, id string) (string, bool, error) {
+	return "Team " + id, f[id], nil
+}
 
 func newService(t testing.TB) *Service {
 	t.Helper()

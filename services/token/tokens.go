@@ -110,7 +110,7 @@ func (s *Service) CreateToken(ctx context.Context, p *auth.Principal, in NewToke
 	if err := authz.Authorize(p, authz.TokenCreate, authz.Resource{Team: in.TeamID}); err != nil {
 		return nil, err
 	}
-	ok, err := s.Teams.TeamExists(ctx, in.TeamID)
+	teamName, ok, err := s.Teams.TeamName(ctx, in.TeamID)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (s *Service) CreateToken(ctx context.Context, p *auth.Principal, in NewToke
 		}
 		return auditlog.Record(ctx, tx, schema, auditlog.Change{
 			Action: "create", EntityType: "token", EntityID: strconv.FormatInt(out.ID, 10), Team: in.TeamID,
-			Details: map[string]any{"name": in.Name, "team_id": in.TeamID, "scopes": anySlice(scopes),
+			Details: map[string]any{"name": in.Name, "team_id": in.TeamID, "team_name": teamName, "scopes": anySlice(scopes),
 				"description": in.Description, "expires_at": timeOrNil(expires)},
 		})
 	})
@@ -312,6 +312,7 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 		}
 		in.Scopes = sc
 	}
+	teamName := s.tokenTeamName(ctx, id)
 	var out *Token
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		t, err := visibleToken(ctx, tx, p, id, true)
@@ -321,21 +322,23 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 		if err := authz.Authorize(p, authz.TokenUpdate, authz.Resource{Team: t.TeamID, CreatedBy: t.CreatedBy}); err != nil {
 			return err
 		}
-		details := map[string]any{}
+		// changes is the before/after of what changed; the dashboard's keys
+		// (name, scopes) hold the values after the update.
+		changes := map[string]any{}
 		kvChanged := false
 		if in.Name != nil && *in.Name != t.Name {
-			details["name"] = map[string]any{"from": t.Name, "to": *in.Name}
+			changes["name"] = map[string]any{"from": t.Name, "to": *in.Name}
 			t.Name, kvChanged = *in.Name, true
 		}
 		if in.Description != nil && *in.Description != t.Description {
-			details["description"] = map[string]any{"from": t.Description, "to": *in.Description}
+			changes["description"] = map[string]any{"from": t.Description, "to": *in.Description}
 			t.Description = *in.Description
 		}
 		if in.ScopesSet {
 			if err := checkScopesKnown(ctx, tx, in.Scopes); err != nil {
 				return err
 			}
-			details["scopes"] = map[string]any{"from": anySlice(t.Scopes), "to": anySlice(in.Scopes)}
+			changes["scopes"] = map[string]any{"from": anySlice(t.Scopes), "to": anySlice(in.Scopes)}
 			t.Scopes, kvChanged = in.Scopes, true
 		}
 		if _, err := tx.Exec(ctx, `UPDATE token.tokens SET name = $2, description = $3, scopes = $4, updated_at = now() WHERE id = $1`,
@@ -355,8 +358,9 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 				return err
 			}
 		}
-		details["name_now"] = t.Name
 		out = t
+		details := tokenDetails(t, teamName)
+		details["scopes"], details["changes"] = anySlice(t.Scopes), changes
 		return auditlog.Record(ctx, tx, schema, auditlog.Change{Action: "update", EntityType: "token",
 			EntityID: strconv.FormatInt(id, 10), Team: t.TeamID, Details: details})
 	})
@@ -366,6 +370,7 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 // DeleteToken revokes a token: the row stays (usage and audit history
 // resolve it), every KV entry of its secrets is deleted through the outbox.
 func (s *Service) DeleteToken(ctx context.Context, p *auth.Principal, id int64) error {
+	teamName := s.tokenTeamName(ctx, id)
 	return db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		t, err := visibleToken(ctx, tx, p, id, true)
 		if err != nil {
@@ -383,8 +388,29 @@ func (s *Service) DeleteToken(ctx context.Context, p *auth.Principal, id int64) 
 			return err
 		}
 		return auditlog.Record(ctx, tx, schema, auditlog.Change{Action: "delete", EntityType: "token",
-			EntityID: strconv.FormatInt(id, 10), Team: t.TeamID, Details: map[string]any{"name": t.Name, "team_id": t.TeamID}})
+			EntityID: strconv.FormatInt(id, 10), Team: t.TeamID, Details: tokenDetails(t, teamName)})
 	})
+}
+
+// tokenDetails are the audit details v2.7 gave every token event
+// (contract §8): the token's name and team; the actor is added by auditlog.
+func tokenDetails(t *Token, teamName string) map[string]any {
+	if teamName == "" {
+		teamName = t.TeamID
+	}
+	return map[string]any{"name": t.Name, "team_id": t.TeamID, "team_name": teamName}
+}
+
+// tokenTeamName is the name of token id's team, for its audit event. It is
+// looked up before the change's transaction, so that no row lock is held
+// across a call to the team service; a token's team never changes. "" when
+// the token is not found (the transaction then answers for it).
+func (s *Service) tokenTeamName(ctx context.Context, id int64) string {
+	var team string
+	if err := s.Pool.QueryRow(ctx, `SELECT coalesce(team_id, '') FROM token.tokens WHERE id = $1`, id).Scan(&team); err != nil || team == "" {
+		return ""
+	}
+	return s.teamNameOf(ctx, team)
 }
 
 // removeSecretsFromKV marks the secrets matching where as removed from KV
@@ -404,6 +430,7 @@ func removeSecretsFromKV(ctx context.Context, tx db.DBTX, where string, args ...
 
 // RevealToken returns the plaintext of a token's current secret, audited.
 func (s *Service) RevealToken(ctx context.Context, p *auth.Principal, id int64) (string, error) {
+	teamName := s.tokenTeamName(ctx, id)
 	var plain string
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		t, err := visibleToken(ctx, tx, p, id, false)
@@ -428,7 +455,7 @@ func (s *Service) RevealToken(ctx context.Context, p *auth.Principal, id int64) 
 		}
 		plain = string(pt)
 		return auditlog.Record(ctx, tx, schema, auditlog.Change{Action: "reveal", EntityType: "token",
-			EntityID: strconv.FormatInt(id, 10), Team: t.TeamID, Details: map[string]any{"name": t.Name}})
+			EntityID: strconv.FormatInt(id, 10), Team: t.TeamID, Details: tokenDetails(t, teamName)})
 	})
 	return plain, err
 }
@@ -443,6 +470,7 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 	if grace < 0 || grace > maxGraceSeconds {
 		return nil, errs.Invalid("grace_period_seconds must be between 0 and 2592000 (30 days)")
 	}
+	teamName := s.tokenTeamName(ctx, id)
 	var out *Created
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		t, err := visibleToken(ctx, tx, p, id, true)
@@ -499,9 +527,10 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 			return err
 		}
 		out = &Created{Token: *t, Plaintext: plain, PreviousValidUntil: until}
+		details := tokenDetails(t, teamName)
+		details["previous_secret_valid_until"], details["grace_period_seconds"] = until.Format(time.RFC3339), float64(grace)
 		return auditlog.Record(ctx, tx, schema, auditlog.Change{Action: "rotate", EntityType: "token",
-			EntityID: strconv.FormatInt(id, 10), Team: t.TeamID,
-			Details: map[string]any{"name": t.Name, "previous_secret_valid_until": until.Format(time.RFC3339), "grace_period_seconds": float64(grace)}})
+			EntityID: strconv.FormatInt(id, 10), Team: t.TeamID, Details: details})
 	})
 	return out, err
 }

@@ -34,6 +34,14 @@ const Topic = "audit"
 
 // Change describes what happened; Details must be JSON-compatible values
 // and must never hold a secret.
+//
+// Details are what v2.7's dashboard renders (contract §8), so they follow
+// v2.7's keys and types: "name" is a string naming the thing changed (the
+// token's, route's, team's or key's name, the member's or invitee's
+// e-mail); team_name, path, description and backend_url are strings;
+// scopes and tags are lists of strings. Event adds the actor under v2.7's
+// keys. Anything else (a before/after diff, ids, counts) goes under keys
+// the dashboard does not read, e.g. "changes".
 type Change struct {
 	Action     string // create, update, delete, reveal, rotate, ...
 	EntityType string // token, route, secret, team, membership, invitation, admin_key, ...
@@ -44,14 +52,19 @@ type Change struct {
 
 // Event builds the audit event of change c made by the caller of ctx.
 func Event(ctx context.Context, c Change) (*auditv1.AuditEvent, error) {
-	details, err := structpb.NewStruct(c.Details)
+	actor := Actor(ctx)
+	d, err := dashboardDetails(c, actor)
+	if err != nil {
+		return nil, fmt.Errorf("audit details of %s %s: %w", c.Action, c.EntityType, err)
+	}
+	details, err := structpb.NewStruct(d)
 	if err != nil {
 		return nil, fmt.Errorf("audit details: %w", err)
 	}
 	ev := &auditv1.AuditEvent{
 		EventId:    newEventID(),
 		OccurredAt: timestamppb.New(time.Now()),
-		Actor:      Actor(ctx),
+		Actor:      actor,
 		Action:     c.Action,
 		EntityType: c.EntityType,
 		EntityId:   c.EntityID,
@@ -151,6 +164,101 @@ func Actor(ctx context.Context) *auditv1.Actor {
 		return &auditv1.Actor{Type: "system"}
 	}
 	return &auditv1.Actor{Type: string(p.Kind), Id: p.ID, Email: p.Email, Name: p.Name}
+}
+
+// dashboardDetails are c's details with what v2.7's dashboard needs to show
+// the row: a string "name" (c.EntityID when the writer gave none) and the
+// actor as <verb>_by (its id) and <verb>_by_email (its e-mail, or a label
+// for actors that have none), <verb> as actorVerb(c.Action). It refuses
+// details whose dashboard keys have a type the dashboard cannot render
+// (an object where it shows text crashes the whole page).
+func dashboardDetails(c Change, actor *auditv1.Actor) (map[string]any, error) {
+	d := make(map[string]any, len(c.Details)+3)
+	for k, v := range c.Details {
+		d[k] = v
+	}
+	if _, ok := d["name"]; !ok {
+		d["name"] = c.EntityID
+	}
+	for _, k := range []string{"name", "team_id", "team_name", "path", "description", "backend_url"} {
+		if v, ok := d[k]; ok {
+			if _, isString := v.(string); !isString {
+				return nil, fmt.Errorf("%q must be a string (the dashboard renders it as text), not %T", k, v)
+			}
+		}
+	}
+	for _, k := range []string{"scopes", "tags"} {
+		v, ok := d[k]
+		if !ok {
+			continue
+		}
+		list, isList := v.([]any)
+		if !isList {
+			return nil, fmt.Errorf("%q must be a list of strings, not %T", k, v)
+		}
+		for _, item := range list {
+			if _, isString := item.(string); !isString {
+				return nil, fmt.Errorf("%q must be a list of strings, not one holding %T", k, item)
+			}
+		}
+	}
+	verb := actorVerb(c.Action)
+	for _, suffix := range []string{"_by", "_by_email"} {
+		if _, ok := d[verb+suffix]; ok {
+			return nil, fmt.Errorf("%q is the actor's, set from the caller", verb+suffix)
+		}
+	}
+	d[verb+"_by"] = actorID(actor)
+	d[verb+"_by_email"] = operatorLabel(actor)
+	return d, nil
+}
+
+// actorVerb is the prefix of the details keys that name the actor of
+// action. v2.7 had create, update and delete, and its dashboard shows the
+// operator from created_by_email, updated_by_email or deleted_by_email, so
+// every action maps to one of those: what brings something into being is
+// "created", what ends something is "deleted", and what changes or uses
+// something that stays (update, rotate, reveal, accept, import, ...) is
+// "updated".
+func actorVerb(action string) string {
+	switch action {
+	case "create", "grant":
+		return "created"
+	case "delete", "revoke":
+		return "deleted"
+	}
+	return "updated"
+}
+
+// actorID is the actor as v2.7's created_by/updated_by/deleted_by name it:
+// the Clerk user id, the admin key id or the service name.
+func actorID(a *auditv1.Actor) string {
+	if a.GetId() == "" {
+		return a.GetType()
+	}
+	return a.GetId()
+}
+
+// operatorLabel is the actor as the dashboard's operator column shows it
+// (the *_by_email keys): a person's e-mail ("unknown" when Clerk has none,
+// as v2.7), an admin key's name marked as a key, a service's name marked
+// as a service, "system" for work of no caller.
+func operatorLabel(a *auditv1.Actor) string {
+	switch a.GetType() {
+	case string(auth.KindUser):
+		if a.GetEmail() != "" {
+			return a.GetEmail()
+		}
+		return "unknown"
+	case string(auth.KindAdminKey):
+		if a.GetName() != "" {
+			return a.GetName() + " (admin key)"
+		}
+		return a.GetId() + " (admin key)"
+	case string(auth.KindService):
+		return a.GetId() + " (service)"
+	}
+	return "system"
 }
 
 // ClientIP is the first address of X-Forwarded-For, as the gateway passes

@@ -103,3 +103,77 @@ func TestDeliverIsolatesAnInvalidEvent(t *testing.T) {
 		t.Errorf("audit down: %v", errs)
 	}
 }
+
+// TestEventDetailsInV27Shape checks the details v2.7's dashboard reads
+// (contract §8): the actor under the key its action implies, with an
+// e-mail or a label for every kind of caller, a string name, and a refusal
+// of what the dashboard would crash on.
+func TestEventDetailsInV27Shape(t *testing.T) {
+	user := &auth.Principal{Kind: auth.KindUser, ID: "user_a", Email: "a@example.com"}
+	noMail := &auth.Principal{Kind: auth.KindUser, ID: "user_b"}
+	key := &auth.Principal{Kind: auth.KindAdminKey, ID: "ak_1", Name: "ci"}
+	svc := &auth.Principal{Kind: auth.KindService, ID: "team"}
+	cases := []struct {
+		p              *auth.Principal // nil: no caller
+		action         string
+		wantKey        string
+		wantID, wantBy string
+	}{
+		{user, "create", "created", "user_a", "a@example.com"},
+		{user, "grant", "created", "user_a", "a@example.com"},
+		{user, "update", "updated", "user_a", "a@example.com"},
+		{user, "rotate", "updated", "user_a", "a@example.com"},
+		{user, "reveal", "updated", "user_a", "a@example.com"},
+		{user, "accept", "updated", "user_a", "a@example.com"},
+		{user, "delete", "deleted", "user_a", "a@example.com"},
+		{user, "revoke", "deleted", "user_a", "a@example.com"},
+		{noMail, "create", "created", "user_b", "unknown"},
+		{key, "delete", "deleted", "ak_1", "ci (admin key)"},
+		{svc, "update", "updated", "team", "team (service)"},
+		{nil, "create", "created", "system", "system"},
+	}
+	for _, c := range cases {
+		ctx := context.Background()
+		if c.p != nil {
+			ctx = auth.WithPrincipal(ctx, c.p)
+		}
+		in := map[string]any{"name": "x", "scopes": []any{"*"}}
+		ev, err := Event(ctx, Change{Action: c.action, EntityType: "token", EntityID: "7", Details: in})
+		if err != nil {
+			t.Fatalf("%s by %v: %v", c.action, c.p, err)
+		}
+		d := ev.GetDetails().AsMap()
+		if d[c.wantKey+"_by"] != c.wantID || d[c.wantKey+"_by_email"] != c.wantBy || d["name"] != "x" {
+			t.Errorf("%s by %v: details %v, want %s_by=%s, %s_by_email=%s", c.action, c.p, d, c.wantKey, c.wantID, c.wantKey, c.wantBy)
+		}
+		for _, other := range []string{"created", "updated", "deleted"} {
+			if _, ok := d[other+"_by_email"]; ok && other != c.wantKey {
+				t.Errorf("%s: details also name the actor as %s_by_email: %v", c.action, other, d)
+			}
+		}
+		if _, ok := in[c.wantKey+"_by"]; ok {
+			t.Errorf("Event changed the writer's details map")
+		}
+	}
+
+	ctx := auth.WithPrincipal(context.Background(), user)
+	ev, err := Event(ctx, Change{Action: "delete", EntityType: "team", EntityID: "backend-team"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.GetDetails().AsMap()["name"]; got != "backend-team" {
+		t.Errorf("no name given: name %v, want the entity id", got)
+	}
+	for name, bad := range map[string]map[string]any{
+		"name as a diff":        {"name": map[string]any{"from": "a", "to": "b"}},
+		"name null":             {"name": nil},
+		"team_name not text":    {"name": "x", "team_name": 3.0},
+		"scopes not a list":     {"name": "x", "scopes": "*"},
+		"tags holding objects":  {"name": "x", "tags": []any{map[string]any{}}},
+		"actor set by a writer": {"name": "x", "created_by_email": "someone@example.com"},
+	} {
+		if _, err := Event(ctx, Change{Action: "create", EntityType: "token", EntityID: "7", Details: bad}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

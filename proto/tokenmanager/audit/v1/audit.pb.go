@@ -796,10 +796,12 @@ func (*GetStatsRequest) Descriptor() ([]byte, []int) {
 
 // Activity is a recent event on the legacy /stats page.
 type Activity struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
-	EntityType    string                 `protobuf:"bytes,2,opt,name=entity_type,json=entityType,proto3" json:"entity_type,omitempty"`
-	Details       *structpb.Struct       `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Action     string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	EntityType string                 `protobuf:"bytes,2,opt,name=entity_type,json=entityType,proto3" json:"entity_type,omitempty"`
+	// details is the event's details as a JSON-encoded string (keys sorted), as v2.7 sent it:
+	// the /stats page shows it inside <code>.
+	Details       string                 `protobuf:"bytes,5,opt,name=details,proto3" json:"details,omitempty"`
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -849,11 +851,11 @@ func (x *Activity) GetEntityType() string {
 	return ""
 }
 
-func (x *Activity) GetDetails() *structpb.Struct {
+func (x *Activity) GetDetails() string {
 	if x != nil {
 		return x.Details
 	}
-	return nil
+	return ""
 }
 
 func (x *Activity) GetCreatedAt() *timestamppb.Timestamp {
@@ -1200,14 +1202,14 @@ const file_tokenmanager_audit_v1_audit_proto_rawDesc = "" +
 	"\x0eevents_checked\x18\x02 \x01(\x03R\reventsChecked\x12&\n" +
 	"\x0ffirst_broken_id\x18\x03 \x01(\x03R\rfirstBrokenId\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x11\n" +
-	"\x0fGetStatsRequest\"\xb1\x01\n" +
+	"\x0fGetStatsRequest\"\x9e\x01\n" +
 	"\bActivity\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1f\n" +
 	"\ventity_type\x18\x02 \x01(\tR\n" +
-	"entityType\x121\n" +
-	"\adetails\x18\x03 \x01(\v2\x17.google.protobuf.StructR\adetails\x129\n" +
+	"entityType\x12\x18\n" +
+	"\adetails\x18\x05 \x01(\tR\adetails\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xa2\x01\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAtJ\x04\b\x03\x10\x04\"\xa2\x01\n" +
 	"\x10GetStatsResponse\x12!\n" +
 	"\ftotal_tokens\x18\x01 \x01(\x03R\vtotalTokens\x12!\n" +
 	"\ftotal_routes\x18\x02 \x01(\x03R\vtotalRoutes\x12H\n" +
@@ -1285,28 +1287,27 @@ var file_tokenmanager_audit_v1_audit_proto_depIdxs = []int32{
 	2,  // 13: tokenmanager.audit.v1.ListAuditLogsResponse.data:type_name -> tokenmanager.audit.v1.AuditLog
 	16, // 14: tokenmanager.audit.v1.ExportAuditLogsRequest.from:type_name -> google.protobuf.Timestamp
 	16, // 15: tokenmanager.audit.v1.ExportAuditLogsRequest.to:type_name -> google.protobuf.Timestamp
-	17, // 16: tokenmanager.audit.v1.Activity.details:type_name -> google.protobuf.Struct
-	16, // 17: tokenmanager.audit.v1.Activity.created_at:type_name -> google.protobuf.Timestamp
-	10, // 18: tokenmanager.audit.v1.GetStatsResponse.recent_activity:type_name -> tokenmanager.audit.v1.Activity
-	1,  // 19: tokenmanager.audit.v1.RecordRequest.events:type_name -> tokenmanager.audit.v1.AuditEvent
-	2,  // 20: tokenmanager.audit.v1.ListRecentEventsResponse.events:type_name -> tokenmanager.audit.v1.AuditLog
-	3,  // 21: tokenmanager.audit.v1.AuditService.ListAuditLogs:input_type -> tokenmanager.audit.v1.ListAuditLogsRequest
-	5,  // 22: tokenmanager.audit.v1.AuditService.ExportAuditLogs:input_type -> tokenmanager.audit.v1.ExportAuditLogsRequest
-	7,  // 23: tokenmanager.audit.v1.AuditService.VerifyChain:input_type -> tokenmanager.audit.v1.VerifyChainRequest
-	9,  // 24: tokenmanager.audit.v1.AuditService.GetStats:input_type -> tokenmanager.audit.v1.GetStatsRequest
-	12, // 25: tokenmanager.audit.v1.AuditService.Record:input_type -> tokenmanager.audit.v1.RecordRequest
-	14, // 26: tokenmanager.audit.v1.AuditService.ListRecentEvents:input_type -> tokenmanager.audit.v1.ListRecentEventsRequest
-	4,  // 27: tokenmanager.audit.v1.AuditService.ListAuditLogs:output_type -> tokenmanager.audit.v1.ListAuditLogsResponse
-	6,  // 28: tokenmanager.audit.v1.AuditService.ExportAuditLogs:output_type -> tokenmanager.audit.v1.ExportAuditLogsResponse
-	8,  // 29: tokenmanager.audit.v1.AuditService.VerifyChain:output_type -> tokenmanager.audit.v1.VerifyChainResponse
-	11, // 30: tokenmanager.audit.v1.AuditService.GetStats:output_type -> tokenmanager.audit.v1.GetStatsResponse
-	13, // 31: tokenmanager.audit.v1.AuditService.Record:output_type -> tokenmanager.audit.v1.RecordResponse
-	15, // 32: tokenmanager.audit.v1.AuditService.ListRecentEvents:output_type -> tokenmanager.audit.v1.ListRecentEventsResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	16, // 16: tokenmanager.audit.v1.Activity.created_at:type_name -> google.protobuf.Timestamp
+	10, // 17: tokenmanager.audit.v1.GetStatsResponse.recent_activity:type_name -> tokenmanager.audit.v1.Activity
+	1,  // 18: tokenmanager.audit.v1.RecordRequest.events:type_name -> tokenmanager.audit.v1.AuditEvent
+	2,  // 19: tokenmanager.audit.v1.ListRecentEventsResponse.events:type_name -> tokenmanager.audit.v1.AuditLog
+	3,  // 20: tokenmanager.audit.v1.AuditService.ListAuditLogs:input_type -> tokenmanager.audit.v1.ListAuditLogsRequest
+	5,  // 21: tokenmanager.audit.v1.AuditService.ExportAuditLogs:input_type -> tokenmanager.audit.v1.ExportAuditLogsRequest
+	7,  // 22: tokenmanager.audit.v1.AuditService.VerifyChain:input_type -> tokenmanager.audit.v1.VerifyChainRequest
+	9,  // 23: tokenmanager.audit.v1.AuditService.GetStats:input_type -> tokenmanager.audit.v1.GetStatsRequest
+	12, // 24: tokenmanager.audit.v1.AuditService.Record:input_type -> tokenmanager.audit.v1.RecordRequest
+	14, // 25: tokenmanager.audit.v1.AuditService.ListRecentEvents:input_type -> tokenmanager.audit.v1.ListRecentEventsRequest
+	4,  // 26: tokenmanager.audit.v1.AuditService.ListAuditLogs:output_type -> tokenmanager.audit.v1.ListAuditLogsResponse
+	6,  // 27: tokenmanager.audit.v1.AuditService.ExportAuditLogs:output_type -> tokenmanager.audit.v1.ExportAuditLogsResponse
+	8,  // 28: tokenmanager.audit.v1.AuditService.VerifyChain:output_type -> tokenmanager.audit.v1.VerifyChainResponse
+	11, // 29: tokenmanager.audit.v1.AuditService.GetStats:output_type -> tokenmanager.audit.v1.GetStatsResponse
+	13, // 30: tokenmanager.audit.v1.AuditService.Record:output_type -> tokenmanager.audit.v1.RecordResponse
+	15, // 31: tokenmanager.audit.v1.AuditService.ListRecentEvents:output_type -> tokenmanager.audit.v1.ListRecentEventsResponse
+	26, // [26:32] is the sub-list for method output_type
+	20, // [20:26] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_tokenmanager_audit_v1_audit_proto_init() }
