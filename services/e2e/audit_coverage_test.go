@@ -151,6 +151,12 @@ var auditExpectations = []auditStep{
 		events: func(*covWorld) []wantEvent {
 			return []wantEvent{{"update", "membership", covMember + "@" + covTeam, covTeam}}
 		}},
+	// The global ADMIN role: granted, then revoked (team-less events).
+	{endpoint: "PUT /api/users/{user_id}/global-role", as: covUser, path: fixed("/api/users/" + covMember + "/global-role"),
+		body:   fixed(`{"role":"ADMIN"}`),
+		events: func(*covWorld) []wantEvent { return []wantEvent{{"create", "global_role", covMember, ""}} }},
+	{endpoint: "DELETE /api/users/{user_id}/global-role", as: covUser, path: fixed("/api/users/" + covMember + "/global-role"),
+		events: func(*covWorld) []wantEvent { return []wantEvent{{"delete", "global_role", covMember, ""}} }},
 
 	// Tokens.
 	{endpoint: "POST /api/tokens", as: covUser, path: fixed("/api/tokens"),

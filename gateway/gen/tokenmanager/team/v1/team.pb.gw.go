@@ -412,6 +412,90 @@ func local_request_TeamService_RemoveUserFromTeam_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
+func request_TeamService_SetUserGlobalRole_0(ctx context.Context, marshaler runtime.Marshaler, client extTeamv1.TeamServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extTeamv1.SetUserGlobalRoleRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["user_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_id")
+	}
+	protoReq.UserId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SetUserGlobalRole(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_TeamService_SetUserGlobalRole_0(ctx context.Context, marshaler runtime.Marshaler, server extTeamv1.TeamServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extTeamv1.SetUserGlobalRoleRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["user_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_id")
+	}
+	protoReq.UserId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_id", err)
+	}
+	msg, err := server.SetUserGlobalRole(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_TeamService_RemoveUserGlobalRole_0(ctx context.Context, marshaler runtime.Marshaler, client extTeamv1.TeamServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extTeamv1.RemoveUserGlobalRoleRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["user_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_id")
+	}
+	protoReq.UserId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.RemoveUserGlobalRole(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_TeamService_RemoveUserGlobalRole_0(ctx context.Context, marshaler runtime.Marshaler, server extTeamv1.TeamServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extTeamv1.RemoveUserGlobalRoleRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["user_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_id")
+	}
+	protoReq.UserId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_id", err)
+	}
+	msg, err := server.RemoveUserGlobalRole(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_TeamService_CreateInvitation_0(ctx context.Context, marshaler runtime.Marshaler, client extTeamv1.TeamServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq extTeamv1.CreateInvitationRequest
@@ -792,6 +876,46 @@ func RegisterTeamServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux
 		}
 		forward_TeamService_RemoveUserFromTeam_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPut, pattern_TeamService_SetUserGlobalRole_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/tokenmanager.team.v1.TeamService/SetUserGlobalRole", runtime.WithHTTPPathPattern("/api/users/{user_id}/global-role"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_TeamService_SetUserGlobalRole_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_TeamService_SetUserGlobalRole_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodDelete, pattern_TeamService_RemoveUserGlobalRole_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/tokenmanager.team.v1.TeamService/RemoveUserGlobalRole", runtime.WithHTTPPathPattern("/api/users/{user_id}/global-role"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_TeamService_RemoveUserGlobalRole_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_TeamService_RemoveUserGlobalRole_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_TeamService_CreateInvitation_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -1122,6 +1246,40 @@ func RegisterTeamServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux
 		}
 		forward_TeamService_RemoveUserFromTeam_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPut, pattern_TeamService_SetUserGlobalRole_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/tokenmanager.team.v1.TeamService/SetUserGlobalRole", runtime.WithHTTPPathPattern("/api/users/{user_id}/global-role"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_TeamService_SetUserGlobalRole_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_TeamService_SetUserGlobalRole_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodDelete, pattern_TeamService_RemoveUserGlobalRole_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/tokenmanager.team.v1.TeamService/RemoveUserGlobalRole", runtime.WithHTTPPathPattern("/api/users/{user_id}/global-role"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_TeamService_RemoveUserGlobalRole_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_TeamService_RemoveUserGlobalRole_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_TeamService_CreateInvitation_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -1300,39 +1458,43 @@ func (m response_TeamService_ListAdminKeys_0) XXX_ResponseBody() interface{} {
 }
 
 var (
-	pattern_TeamService_ListTeams_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "teams"}, ""))
-	pattern_TeamService_CreateTeam_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "teams"}, ""))
-	pattern_TeamService_GetTeam_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "teams", "team_id"}, ""))
-	pattern_TeamService_UpdateTeam_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "teams", "team_id"}, ""))
-	pattern_TeamService_DeleteTeam_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "teams", "team_id"}, ""))
-	pattern_TeamService_ListTeamMembers_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "teams", "team_id", "members"}, ""))
-	pattern_TeamService_ListUsers_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "users"}, ""))
-	pattern_TeamService_SetUserTeamRole_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "users", "user_id", "team-role"}, ""))
-	pattern_TeamService_AddUserToTeam_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "users", "user_id", "team-membership"}, ""))
-	pattern_TeamService_RemoveUserFromTeam_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "users", "user_id", "team-membership", "team_id"}, ""))
-	pattern_TeamService_CreateInvitation_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "invitations"}, ""))
-	pattern_TeamService_ListInvitations_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "invitations"}, ""))
-	pattern_TeamService_RevokeInvitation_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "invitations", "invitation_id"}, ""))
-	pattern_TeamService_CreateAdminKey_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "admin-keys"}, ""))
-	pattern_TeamService_ListAdminKeys_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "admin-keys"}, ""))
-	pattern_TeamService_RevokeAdminKey_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "admin-keys", "id"}, ""))
+	pattern_TeamService_ListTeams_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "teams"}, ""))
+	pattern_TeamService_CreateTeam_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "teams"}, ""))
+	pattern_TeamService_GetTeam_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "teams", "team_id"}, ""))
+	pattern_TeamService_UpdateTeam_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "teams", "team_id"}, ""))
+	pattern_TeamService_DeleteTeam_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "teams", "team_id"}, ""))
+	pattern_TeamService_ListTeamMembers_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "teams", "team_id", "members"}, ""))
+	pattern_TeamService_ListUsers_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "users"}, ""))
+	pattern_TeamService_SetUserTeamRole_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "users", "user_id", "team-role"}, ""))
+	pattern_TeamService_AddUserToTeam_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "users", "user_id", "team-membership"}, ""))
+	pattern_TeamService_RemoveUserFromTeam_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "users", "user_id", "team-membership", "team_id"}, ""))
+	pattern_TeamService_SetUserGlobalRole_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "users", "user_id", "global-role"}, ""))
+	pattern_TeamService_RemoveUserGlobalRole_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"api", "users", "user_id", "global-role"}, ""))
+	pattern_TeamService_CreateInvitation_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "invitations"}, ""))
+	pattern_TeamService_ListInvitations_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "invitations"}, ""))
+	pattern_TeamService_RevokeInvitation_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "invitations", "invitation_id"}, ""))
+	pattern_TeamService_CreateAdminKey_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "admin-keys"}, ""))
+	pattern_TeamService_ListAdminKeys_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"api", "admin-keys"}, ""))
+	pattern_TeamService_RevokeAdminKey_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"api", "admin-keys", "id"}, ""))
 )
 
 var (
-	forward_TeamService_ListTeams_0          = runtime.ForwardResponseMessage
-	forward_TeamService_CreateTeam_0         = runtime.ForwardResponseMessage
-	forward_TeamService_GetTeam_0            = runtime.ForwardResponseMessage
-	forward_TeamService_UpdateTeam_0         = runtime.ForwardResponseMessage
-	forward_TeamService_DeleteTeam_0         = runtime.ForwardResponseMessage
-	forward_TeamService_ListTeamMembers_0    = runtime.ForwardResponseMessage
-	forward_TeamService_ListUsers_0          = runtime.ForwardResponseMessage
-	forward_TeamService_SetUserTeamRole_0    = runtime.ForwardResponseMessage
-	forward_TeamService_AddUserToTeam_0      = runtime.ForwardResponseMessage
-	forward_TeamService_RemoveUserFromTeam_0 = runtime.ForwardResponseMessage
-	forward_TeamService_CreateInvitation_0   = runtime.ForwardResponseMessage
-	forward_TeamService_ListInvitations_0    = runtime.ForwardResponseMessage
-	forward_TeamService_RevokeInvitation_0   = runtime.ForwardResponseMessage
-	forward_TeamService_CreateAdminKey_0     = runtime.ForwardResponseMessage
-	forward_TeamService_ListAdminKeys_0      = runtime.ForwardResponseMessage
-	forward_TeamService_RevokeAdminKey_0     = runtime.ForwardResponseMessage
+	forward_TeamService_ListTeams_0            = runtime.ForwardResponseMessage
+	forward_TeamService_CreateTeam_0           = runtime.ForwardResponseMessage
+	forward_TeamService_GetTeam_0              = runtime.ForwardResponseMessage
+	forward_TeamService_UpdateTeam_0           = runtime.ForwardResponseMessage
+	forward_TeamService_DeleteTeam_0           = runtime.ForwardResponseMessage
+	forward_TeamService_ListTeamMembers_0      = runtime.ForwardResponseMessage
+	forward_TeamService_ListUsers_0            = runtime.ForwardResponseMessage
+	forward_TeamService_SetUserTeamRole_0      = runtime.ForwardResponseMessage
+	forward_TeamService_AddUserToTeam_0        = runtime.ForwardResponseMessage
+	forward_TeamService_RemoveUserFromTeam_0   = runtime.ForwardResponseMessage
+	forward_TeamService_SetUserGlobalRole_0    = runtime.ForwardResponseMessage
+	forward_TeamService_RemoveUserGlobalRole_0 = runtime.ForwardResponseMessage
+	forward_TeamService_CreateInvitation_0     = runtime.ForwardResponseMessage
+	forward_TeamService_ListInvitations_0      = runtime.ForwardResponseMessage
+	forward_TeamService_RevokeInvitation_0     = runtime.ForwardResponseMessage
+	forward_TeamService_CreateAdminKey_0       = runtime.ForwardResponseMessage
+	forward_TeamService_ListAdminKeys_0        = runtime.ForwardResponseMessage
+	forward_TeamService_RevokeAdminKey_0       = runtime.ForwardResponseMessage
 )
