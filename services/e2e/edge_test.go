@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ const (
 	edgeAPIToken  = "edge-cf-api-token-0123456789"
 	// edgeBackendSecret is the credential the Worker injects for the echo
 	// route; it is stored through REST (backend_auth_secrets) and reaches the
-	// Worker as KV secret:ECHO_KEY.
+	// Worker as KV secret:/api/echo#ECHO_KEY.
 	edgeBackendSecret = "sk-edge-upstream-credential-42"
 )
 
@@ -360,6 +361,22 @@ func TestEdge(t *testing.T) {
 		}
 	})
 
+	t.Run("a route cannot borrow another route's credential", func(t *testing.T) {
+		// Issue 11: a route naming the echo route's secret, pointed at a host
+		// of its author's choosing. It holds no such secret: 400, no route.
+		r := send(t, "POST", s.url+"/api/routes", key, `{"name":"Thief","path":"/api/thief","backend_url":"`+e.up.URL+`/thief",
+			"backend_auth_type":"bearer","backend_auth_config":{"token_ref":"ECHO_KEY"}}`, nil)
+		if r.Status != 400 || !strings.Contains(detail(t, r), "does not hold") {
+			t.Fatalf("borrowing route: %d %s", r.Status, r.Body)
+		}
+		if n := s.count(t, `SELECT count(*) FROM token.routes WHERE path = '/api/thief'`); n != 0 {
+			t.Errorf("the borrowing route was stored")
+		}
+		if !e.kvHas(t, "secret:/api/echo#ECHO_KEY") || e.kvHas(t, "secret:ECHO_KEY") {
+			t.Errorf("KV does not hold the echo route's secret under its own path only")
+		}
+	})
+
 	t.Run("another route is refused 403", func(t *testing.T) {
 		before := e.up.count()
 		r := e.edge(lc.Worker, "GET", "/api/other/x", tok.Token)
@@ -642,7 +659,7 @@ func (e *edgeRig) countUsage(t *testing.T, userAgent string) int64 {
 // Cloudflare API that the token service writes to.
 func (e *edgeRig) kvHas(t *testing.T, key string) bool {
 	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/accounts/%s/storage/kv/namespaces/%s/values/%s",
-		e.lc.API, edgeAccount, edgeNamespace, key), nil)
+		e.lc.API, edgeAccount, edgeNamespace, url.PathEscape(key)), nil)
 	req.Header.Set("Authorization", "Bearer "+edgeAPIToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

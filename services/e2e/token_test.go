@@ -423,8 +423,10 @@ func TestTokenService(t *testing.T) {
 			"backend_auth_type":"api-key","backend_auth_config":{"key_ref":"INTERNAL_KEY","header_name":"X-Internal-Key"},"backend_auth_secrets":{"INTERNAL_KEY":"ik-1"}}`)
 		r.must(200, "POST", "/api/routes", key, `{"name":"Legacy","path":"/api/legacy","backend_url":"https://svc.example.com","tags":["media","old"],
 			"backend_auth_type":"basic","backend_auth_config":{"username_ref":"SVC_USER","password_ref":"SVC_PASS"},"backend_auth_secrets":{"SVC_USER":"u","SVC_PASS":"p"}}`)
-		r.eventually(10*time.Second, "secret:OPENAI_API_KEY not in KV", func() bool {
-			v, ok := r.kvValue("secret:OPENAI_API_KEY")
+		// KV holds the secret under its route's path, and the routes map
+		// names it so; the REST shape keeps the author's name (golden).
+		r.eventually(10*time.Second, "secret:/api/openai#OPENAI_API_KEY not in KV", func() bool {
+			v, ok := r.kvValue("secret:/api/openai#OPENAI_API_KEY")
 			return ok && reflect.DeepEqual(v, map[string]any{"value": "sk-proj-e2e-secret"})
 		})
 		r.routesMatch()
@@ -444,8 +446,8 @@ func TestTokenService(t *testing.T) {
 			"backend_auth_config":{"token_ref":"OPENAI_KEY_2"},"backend_auth_secrets":{"OPENAI_KEY_2":"sk-proj-2"}}`)
 		golden(t, "route_update.json", resp)
 		r.eventually(10*time.Second, "renamed secret not synced", func() bool {
-			_, old := r.kvValue("secret:OPENAI_API_KEY")
-			v, ok := r.kvValue("secret:OPENAI_KEY_2")
+			_, old := r.kvValue("secret:/api/openai#OPENAI_API_KEY")
+			v, ok := r.kvValue("secret:/api/openai#OPENAI_KEY_2")
 			return !old && ok && v["value"] == "sk-proj-2"
 		})
 		r.routesMatch()
@@ -458,8 +460,8 @@ func TestTokenService(t *testing.T) {
 	t.Run("delete route", func(t *testing.T) {
 		resp := r.must(200, "DELETE", "/api/routes/"+routeID, key, "")
 		golden(t, "route_delete.json", resp)
-		r.eventually(10*time.Second, "secret:OPENAI_KEY_2 still in KV after its route was deleted", func() bool {
-			_, ok := r.kvValue("secret:OPENAI_KEY_2")
+		r.eventually(10*time.Second, "secret:/api/openai#OPENAI_KEY_2 still in KV after its route was deleted", func() bool {
+			_, ok := r.kvValue("secret:/api/openai#OPENAI_KEY_2")
 			return !ok
 		})
 		r.routesMatch()
@@ -613,9 +615,13 @@ func (r *tokRig) routesMatch() {
 				v["tags"] = []any{}
 			}
 			if rt.BackendAuthType != "none" {
-				cfg := rt.BackendAuthConfig
-				if cfg == nil {
-					cfg = map[string]any{}
+				// KV names the route's own secrets: <path>#<name>.
+				cfg := map[string]any{}
+				for k, val := range rt.BackendAuthConfig {
+					if name, ok := val.(string); ok && strings.HasSuffix(k, "_ref") {
+						val = rt.Path + "#" + name
+					}
+					cfg[k] = val
 				}
 				v["auth"] = map[string]any{"type": rt.BackendAuthType, "config": cfg}
 			}
@@ -758,7 +764,10 @@ func (r *tokRig) badInput(t *testing.T) {
 		{"POST", "/api/routes", `{"name":"r","path":"/api/r","backend_url":"https://x.example","backend_auth_type":"api-key","backend_auth_config":{"key_ref":"A","header_name":"Host"}}`, 400},
 		{"POST", "/api/routes", `{"name":"r","path":"/api/r","backend_url":"https://x.example","backend_auth_type":"bearer","backend_auth_config":{"token_ref":"A"},"backend_auth_secrets":{"B":"v"}}`, 400},
 		{"POST", "/api/routes", `{"name":"r","path":"/api/r","backend_url":"https://x.example","backend_auth_type":"bearer","backend_auth_config":{"token_ref":"A"},"backend_auth_secrets":{"A":7}}`, 400},
-		{"POST", "/api/routes", `{"name":"r","path":"/api/r","backend_url":"https://x.example","backend_auth_type":"bearer","backend_auth_config":{"token_ref":"OWNED"},"backend_auth_secrets":{"OWNED":"stolen"}}`, 409},
+		// A route naming a secret it does not hold (another route's, or one
+		// that exists nowhere) — issue 11's credential theft.
+		{"POST", "/api/routes", `{"name":"r","path":"/api/r","backend_url":"https://attacker.example","backend_auth_type":"bearer","backend_auth_config":{"token_ref":"OWNED"}}`, 400},
+		{"POST", "/api/routes", `{"name":"r","path":"/api/r","backend_url":"https://x.example","backend_auth_type":"basic","backend_auth_config":{"username_ref":"U","password_ref":"OWNED"},"backend_auth_secrets":{"U":"u"}}`, 400},
 		// PUT /api/routes/{id}
 		{"PUT", "/api/routes/" + route, `{"name":`, 400},
 		{"PUT", "/api/routes/" + route, `{}`, 400},
@@ -768,6 +777,8 @@ func (r *tokRig) badInput(t *testing.T) {
 		{"PUT", "/api/routes/" + route, `{"backend_url":"relative"}`, 400},
 		{"PUT", "/api/routes/" + route, `{"backend_auth_type":"oauth"}`, 400},
 		{"PUT", "/api/routes/" + route, `{"backend_auth_secrets":{"OTHER":"v"}}`, 400},
+		{"PUT", "/api/routes/" + route, `{"backend_auth_config":{"token_ref":"NOT_HELD"}}`, 400},
+		{"PUT", "/api/routes/" + route, `{"backend_auth_type":"api-key","backend_auth_config":{"key_ref":"ELSEWHERE"}}`, 400},
 		{"PUT", "/api/routes/" + route, `{"name":"` + long + `"}`, 400},
 		{"PUT", "/api/routes/999999", `{"name":"x"}`, 404},
 		{"PUT", "/api/routes/abc", `{"name":"x"}`, 400},

@@ -18,8 +18,23 @@ const KVTopic = "kv"
 // KV keys (contract §3.2).
 const routesKey = "routes"
 
-func tokenKey(hash string) string  { return "token:" + hash }
-func secretKey(name string) string { return "secret:" + name }
+func tokenKey(hash string) string { return "token:" + hash }
+
+// routeSecretRef is the name under which route path's secret name is
+// published: what the routes map's *_ref fields say and what follows
+// "secret:" in its KV key. A route's secrets are its own: the name carries
+// the path, which no other route has and which never changes, and "#" can
+// appear in neither a path nor a secret name, so the split is unambiguous.
+// The Worker resolves a reference only when it carries its route's path.
+func routeSecretRef(path, name string) string { return path + "#" + name }
+
+// routeSecretKey is the KV key of route path's secret name.
+func routeSecretKey(path, name string) string { return "secret:" + routeSecretRef(path, name) }
+
+// legacySecretKey is where a secret was published before it belonged to its
+// route (secret:<name>; migration 0005), and the associated data it was
+// sealed with.
+func legacySecretKey(name string) string { return "secret:" + name }
 
 // enqueueKV schedules the sync of keys in tx's outbox. The outbox key is the
 // KV key, so messages of one key are delivered in order.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,34 +106,64 @@ func (src KVSource) tokens(ctx context.Context, q db.DBTX, hashes []string, out 
 	return rows.Err()
 }
 
-func (src KVSource) secrets(ctx context.Context, q db.DBTX, names []string, out map[string][]byte) error {
-	sql, args := `SELECT name, ciphertext FROM token.route_secrets`, []any{}
-	if names != nil {
-		sql += ` WHERE name = ANY($1)`
-		args = append(args, names)
+// secrets adds the secrets whose reference (routeSecretRef) is in refs, or
+// all of them when refs is nil.
+func (src KVSource) secrets(ctx context.Context, q db.DBTX, refs []string, out map[string][]byte) error {
+	sql, args := `SELECT r.path, s.name, s.ciphertext, s.sealed_as_legacy
+		FROM token.route_secrets s JOIN token.routes r ON r.id = s.route_id`, []any{}
+	if refs != nil {
+		sql += ` WHERE r.path || '#' || s.name = ANY($1)`
+		args = append(args, refs)
 	}
 	rows, _ := q.Query(ctx, sql, args...)
-	type row struct{ name, ct string }
+	type row struct {
+		path, name, ct string
+		legacy         bool
+	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 		var x row
-		return x, r.Scan(&x.name, &x.ct)
+		return x, r.Scan(&x.path, &x.name, &x.ct, &x.legacy)
 	})
 	if err != nil {
 		return err
 	}
 	for _, x := range list {
-		pt, err := src.Ring.Open(x.ct, secretKey(x.name))
+		key := routeSecretKey(x.path, x.name)
+		pt, err := src.Ring.Open(x.ct, sealedAs(x.path, x.name, x.legacy))
 		if err != nil {
 			// The name is not secret; the value never appears in errors.
-			return fmt.Errorf("secret %s: %w", x.name, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
 		b, err := json.Marshal(map[string]string{"value": string(pt)})
 		if err != nil {
 			return err
 		}
-		out[secretKey(x.name)] = b
+		out[key] = b
 	}
 	return nil
+}
+
+// sealedAs is the associated data a route secret was sealed with: its KV
+// key, or its pre-0005 KV key until it is written again.
+func sealedAs(path, name string, legacy bool) string {
+	if legacy {
+		return legacySecretKey(name)
+	}
+	return routeSecretKey(path, name)
+}
+
+// publishedAuth is a route's auth config as KV carries it: every reference
+// names the route's own secret (routeSecretRef), other keys as stored.
+func publishedAuth(path, typ string, cfg map[string]any) map[string]any {
+	out := make(map[string]any, len(cfg))
+	refKeys := authRefKeys[typ].refs
+	for k, v := range cfg {
+		if name, ok := v.(string); ok && slices.Contains(refKeys, k) {
+			v = routeSecretRef(path, name)
+		}
+		out[k] = v
+	}
+	return out
 }
 
 func (src KVSource) routes(ctx context.Context, q db.DBTX, out map[string][]byte) error {
@@ -160,7 +191,7 @@ func (src KVSource) routes(ctx context.Context, q db.DBTX, out map[string][]byte
 			if len(x.cfg) > 0 {
 				_ = json.Unmarshal(x.cfg, &cfg)
 			}
-			v.Auth = &kvAuth{Type: x.typ, Config: cfg}
+			v.Auth = &kvAuth{Type: x.typ, Config: publishedAuth(x.path, x.typ, cfg)}
 		}
 		table[x.path] = v
 	}
@@ -177,7 +208,7 @@ func (src KVSource) routes(ctx context.Context, q db.DBTX, out map[string][]byte
 // transaction) so all values are of one moment.
 func (src KVSource) Desired(ctx context.Context, q db.DBTX, keys []string) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	hashes, names := []string{}, []string{}
+	hashes, refs := []string{}, []string{}
 	withRoutes := false
 	for _, k := range keys {
 		switch {
@@ -186,7 +217,7 @@ func (src KVSource) Desired(ctx context.Context, q db.DBTX, keys []string) (map[
 		case strings.HasPrefix(k, "token:"):
 			hashes = append(hashes, strings.TrimPrefix(k, "token:"))
 		case strings.HasPrefix(k, "secret:"):
-			names = append(names, strings.TrimPrefix(k, "secret:"))
+			refs = append(refs, strings.TrimPrefix(k, "secret:"))
 		}
 	}
 	if len(hashes) > 0 {
@@ -194,8 +225,8 @@ func (src KVSource) Desired(ctx context.Context, q db.DBTX, keys []string) (map[
 			return nil, err
 		}
 	}
-	if len(names) > 0 {
-		if err := src.secrets(ctx, q, names, out); err != nil {
+	if len(refs) > 0 {
+		if err := src.secrets(ctx, q, refs, out); err != nil {
 			return nil, err
 		}
 	}

@@ -26,7 +26,7 @@ func TestKVSyncBasic(t *testing.T) {
 	require.NoError(t, err)
 	waitSynced(t, rig, 5*time.Second)
 	require.Contains(t, rig.fake.KV(), "token:"+HashToken(c.Plaintext))
-	require.JSONEq(t, `{"value":"sk-proj-secret"}`, string(rig.fake.KV()["secret:OPENAI_API_KEY"]))
+	require.JSONEq(t, `{"value":"sk-proj-secret"}`, string(rig.fake.KV()["secret:/api/openai#OPENAI_API_KEY"]))
 
 	require.NoError(t, svc.DeleteToken(ctx, globalAdmin, c.ID))
 	waitSynced(t, rig, 5*time.Second)

@@ -101,11 +101,15 @@ func (s *Service) CreateRoute(ctx context.Context, p *auth.Principal, in RouteIn
 	if err := authz.Authorize(p, authz.RouteCreate, authz.Resource{}); err != nil {
 		return nil, err
 	}
-	if _, err := in.validate(); err != nil {
+	refs, err := in.validate()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretsHeld(refs, nil, in.Secrets); err != nil {
 		return nil, err
 	}
 	var out *Route
-	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
+	err = db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		r, err := scanRoute(tx.QueryRow(ctx, `
 			INSERT INTO token.routes (name, path, backend_url, description, tags, backend_auth_type, backend_auth_config)
 			VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING `+routeColumns,
@@ -116,7 +120,7 @@ func (s *Service) CreateRoute(ctx context.Context, p *auth.Principal, in RouteIn
 		if err != nil {
 			return err
 		}
-		names, err := s.putSecrets(ctx, tx, r.ID, in.Secrets)
+		names, err := s.putSecrets(ctx, tx, r, in.Secrets)
 		if err != nil {
 			return err
 		}
@@ -130,53 +134,53 @@ func (s *Service) CreateRoute(ctx context.Context, p *auth.Principal, in RouteIn
 	return out, err
 }
 
-// putSecrets stores secrets owned by route id (encrypted) and enqueues their
-// KV writes; a name owned by another route is a conflict. It returns the
-// names written.
-func (s *Service) putSecrets(ctx context.Context, tx pgx.Tx, routeID int64, secrets map[string]string) ([]string, error) {
+// putSecrets stores secrets of route r (encrypted, bound to their KV key)
+// and enqueues their KV writes. It returns the names written.
+func (s *Service) putSecrets(ctx context.Context, tx pgx.Tx, r *Route, secrets map[string]string) ([]string, error) {
 	var names []string
 	for name := range secrets {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		ct, err := s.Ring.Seal([]byte(secrets[name]), secretKey(name))
+		key := routeSecretKey(r.Path, name)
+		ct, err := s.Ring.Seal([]byte(secrets[name]), key)
 		if err != nil {
 			return nil, err
 		}
-		var owner int64
-		err = tx.QueryRow(ctx, `
-			INSERT INTO token.route_secrets (name, route_id, ciphertext) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = now()
-			  WHERE token.route_secrets.route_id = EXCLUDED.route_id
-			RETURNING route_id`, name, routeID, ct).Scan(&owner)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, errs.Conflict("Secret name '" + name + "' belongs to another route")
-		}
-		if err != nil {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO token.route_secrets (route_id, name, ciphertext) VALUES ($1, $2, $3)
+			ON CONFLICT (route_id, name) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, sealed_as_legacy = false, updated_at = now()`,
+			r.ID, name, ct); err != nil {
 			return nil, err
 		}
-		if err := enqueueKV(ctx, tx, secretKey(name)); err != nil {
+		if err := enqueueKV(ctx, tx, key); err != nil {
 			return nil, err
 		}
 	}
 	return names, nil
 }
 
-// dropUnreferencedSecrets deletes the secrets of route id that refs no
+// heldSecrets returns the names of the secrets route id holds.
+func heldSecrets(ctx context.Context, tx pgx.Tx, routeID int64) ([]string, error) {
+	rows, _ := tx.Query(ctx, `SELECT name FROM token.route_secrets WHERE route_id = $1`, routeID)
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// dropUnreferencedSecrets deletes the secrets of route r that refs no
 // longer names, and enqueues their KV deletes.
-func dropUnreferencedSecrets(ctx context.Context, tx pgx.Tx, routeID int64, refs []string) ([]string, error) {
+func dropUnreferencedSecrets(ctx context.Context, tx pgx.Tx, r *Route, refs []string) ([]string, error) {
 	if refs == nil {
 		refs = []string{}
 	}
-	rows, _ := tx.Query(ctx, `DELETE FROM token.route_secrets WHERE route_id = $1 AND NOT (name = ANY($2)) RETURNING name`, routeID, refs)
+	rows, _ := tx.Query(ctx, `DELETE FROM token.route_secrets WHERE route_id = $1 AND NOT (name = ANY($2)) RETURNING name`, r.ID, refs)
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, err
 	}
 	keys := make([]string, len(names))
 	for i, n := range names {
-		keys[i] = secretKey(n)
+		keys[i] = routeSecretKey(r.Path, n)
 	}
 	slices.Sort(names)
 	return names, enqueueKV(ctx, tx, keys...)
@@ -254,6 +258,13 @@ func (s *Service) UpdateRoute(ctx context.Context, p *auth.Principal, id int64, 
 		if err != nil {
 			return err
 		}
+		held, err := heldSecrets(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := checkSecretsHeld(refs, held, in.Secrets); err != nil {
+			return err
+		}
 		r, err := scanRoute(tx.QueryRow(ctx, `
 			UPDATE token.routes SET name = $2, backend_url = $3, description = $4, tags = $5, backend_auth_type = $6,
 			  backend_auth_config = $7::jsonb, updated_at = now()
@@ -262,11 +273,11 @@ func (s *Service) UpdateRoute(ctx context.Context, p *auth.Principal, id int64, 
 		if err != nil {
 			return err
 		}
-		dropped, err := dropUnreferencedSecrets(ctx, tx, id, refs)
+		dropped, err := dropUnreferencedSecrets(ctx, tx, r, refs)
 		if err != nil {
 			return err
 		}
-		written, err := s.putSecrets(ctx, tx, id, in.Secrets)
+		written, err := s.putSecrets(ctx, tx, r, in.Secrets)
 		if err != nil {
 			return err
 		}
@@ -293,7 +304,7 @@ func (s *Service) DeleteRoute(ctx context.Context, p *auth.Principal, id int64) 
 		if err != nil {
 			return err
 		}
-		dropped, err := dropUnreferencedSecrets(ctx, tx, id, nil)
+		dropped, err := dropUnreferencedSecrets(ctx, tx, r, nil)
 		if err != nil {
 			return err
 		}

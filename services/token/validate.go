@@ -240,6 +240,20 @@ func checkSecrets(secrets map[string]string, refs []string) error {
 	return nil
 }
 
+// checkSecretsHeld refuses a config that names a secret the route neither
+// holds nor is given in this request: a route can use only its own
+// credentials (KV publishes them under the route's path, see
+// routeSecretRef), and a reference with no value would reach the backend
+// without one.
+func checkSecretsHeld(refs, held []string, supplied map[string]string) error {
+	for _, ref := range refs {
+		if _, ok := supplied[ref]; !ok && !slices.Contains(held, ref) {
+			return errs.Invalid(fmt.Sprintf("backend_auth_config names secret %s, which this route does not hold: send its value in backend_auth_secrets (a route uses only its own secrets)", ref))
+		}
+	}
+	return nil
+}
+
 // clip shortens user input quoted in an error message.
 func clip(s string) string {
 	if len(s) > 40 {

@@ -12,7 +12,6 @@ const DEFAULT_WORKER_DIR = fileURLToPath(new URL("../../worker", import.meta.url
 const WORKER_VARS = [
   "TOKEN_MANAGER_BACKEND",
   "USAGE_INGEST_SECRET",
-  "BACKEND_SECRET_NAMES",
   "UPSTREAM_TIMEOUT_MS",
   "NEGATIVE_CACHE_TTL_MS",
   "USAGE_BATCH_MAX",
@@ -40,8 +39,7 @@ Flags (environment variable in brackets):
   --namespace-id ID        the TOKENS namespace id (CF_KV_NAMESPACE_ID, default local-tokens)
   --api-token TOKEN        the accepted Bearer token (CF_API_TOKEN, default local-dev-token)
   --var NAME=VALUE         a Worker var or secret; repeatable. Also taken from the environment:
-                           ${WORKER_VARS.join(", ")},
-                           and every name listed in BACKEND_SECRET_NAMES.
+                           ${WORKER_VARS.join(", ")}.
                            TOKEN_MANAGER_BACKEND defaults to http://127.0.0.1:8000.
   --persist DIR            keep KV data in DIR across restarts (LOCAL_CF_PERSIST; default memory only)
   --faults JSON            fault rules active from the start (LOCAL_CF_FAULTS), e.g.
@@ -95,10 +93,6 @@ export function parseConfig(argv, env) {
     const eq = spec.indexOf("=");
     if (eq <= 0) throw new Error(`--var expects NAME=VALUE, got ${JSON.stringify(spec)}`);
     vars[spec.slice(0, eq)] = spec.slice(eq + 1);
-  }
-  // Backend credentials the routes may reference: values from the environment unless given by --var.
-  for (const name of (vars.BACKEND_SECRET_NAMES ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
-    if (vars[name] === undefined && env[name] !== undefined) vars[name] = env[name];
   }
 
   let faults = [];

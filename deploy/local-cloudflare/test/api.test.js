@@ -23,11 +23,10 @@ before(async () => {
   await new Promise((r) => upstream.listen(0, "127.0.0.1", r));
   const config = parseConfig(["--api-port", "0", "--worker-port", "0", "--account-id", ACCOUNT, "--namespace-id", NS, "--api-token", TOKEN], {
     TOKEN_MANAGER_BACKEND: "http://127.0.0.1:1", // usage posts fail quietly
-    BACKEND_SECRET_NAMES: "UPSTREAM_KEY",
-    UPSTREAM_KEY: "from-env",
+    UPSTREAM_KEY: "from-env", // backend credentials live in KV, never in the environment
     PATH: "not a worker var",
   });
-  assert.equal(config.vars.UPSTREAM_KEY, "from-env");
+  assert.equal(config.vars.UPSTREAM_KEY, undefined);
   assert.equal(config.vars.PATH, undefined);
   lc = await startLocalCloudflare(config);
   base = `${lc.cloudflareApi}/accounts/${ACCOUNT}/storage/kv/namespaces/${NS}`;
@@ -215,20 +214,23 @@ test("the Worker sees what the API writes, and revocation at once", async () => 
   await envelope(
     await cf(`/values/${esc("routes")}`, {
       method: "PUT",
-      body: JSON.stringify({ "/api/svc": { url: `${origin}/svc`, tags: [], auth: { type: "bearer", config: { token_ref: "UPSTREAM_KEY" } } } }),
+      body: JSON.stringify({ "/api/svc": { url: `${origin}/svc`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/svc#UPSTREAM_KEY" } } } }),
     }),
     200,
   );
   await envelope(
     await cf(`/bulk`, {
       method: "PUT",
-      body: JSON.stringify([{ key: `token:${hash}`, value: JSON.stringify({ name: "t", team_id: "x", scopes: ["*"], created_at: "2026-01-01T00:00:00Z", expires_at: null }) }]),
+      body: JSON.stringify([
+        { key: "secret:/api/svc#UPSTREAM_KEY", value: JSON.stringify({ value: "from-kv" }) },
+        { key: `token:${hash}`, value: JSON.stringify({ name: "t", team_id: "x", scopes: ["*"], created_at: "2026-01-01T00:00:00Z", expires_at: null }) },
+      ]),
     }),
     200,
   );
   const ok = await fetch(new URL("/api/svc/hello?x=1", lc.worker), { headers: { "X-API-Key": apiKey } });
   assert.equal(ok.status, 200);
-  assert.deepEqual(await ok.json(), { url: "/svc/hello?x=1", auth: "Bearer from-env" });
+  assert.deepEqual(await ok.json(), { url: "/svc/hello?x=1", auth: "Bearer from-kv" });
 
   await envelope(await cf(`/bulk/delete`, { method: "POST", body: JSON.stringify([`token:${hash}`]) }), 200);
   const revoked = await fetch(new URL("/api/svc/hello", lc.worker), { headers: { "X-API-Key": apiKey } });

@@ -51,8 +51,6 @@ before(async () => {
       TOKEN_MANAGER_BACKEND: origin,
       USAGE_INGEST_SECRET: "ingest-secret",
       USAGE_FLUSH_DELAY_MS: "10",
-      BACKEND_SECRET_NAMES: "UPSTREAM_KEY",
-      UPSTREAM_KEY: "from-env",
     },
   );
   assert.equal(config.compatWorkerPort, 0);
@@ -88,12 +86,13 @@ test("a token and routes written through the KV REST API are honoured by both Wo
   await cf(`/values/routes`, {
     method: "PUT",
     body: JSON.stringify({
-      "/api/image": { url: `${origin}/image-svc`, tags: ["media"], auth: { type: "bearer", config: { token_ref: "UPSTREAM_KEY" } } },
+      "/api/image": { url: `${origin}/image-svc`, tags: ["media"], auth: { type: "bearer", config: { token_ref: "/api/image#UPSTREAM_KEY" } } },
     }),
   });
   await cf(`/bulk`, {
     method: "PUT",
     body: JSON.stringify([
+      { key: "secret:/api/image#UPSTREAM_KEY", value: JSON.stringify({ value: "from-kv" }) },
       {
         key: `token:${hash}`,
         value: JSON.stringify({ name: "e2e", team_id: "t", scopes: ["image"], created_at: "2026-01-01T00:00:00.123456789Z", expires_at: null }),
@@ -101,13 +100,13 @@ test("a token and routes written through the KV REST API are honoured by both Wo
     ]),
   });
 
-  // Both see the write on their very next request, and both take the backend credential from the shared vars.
+  // Both see the write on their very next request, and both take the route's own credential from KV.
   for (const w of [lc.worker, lc.compatWorker]) {
     const res = await call(w, "/api/image/pic?s=1", key);
     assert.equal(res.status, 200, w);
     const echo = await res.json();
     assert.equal(echo.url, "/image-svc/pic?s=1", w);
-    assert.equal(echo.auth, "Bearer from-env", w);
+    assert.equal(echo.auth, "Bearer from-kv", w);
   }
 
   // Two different Workers: this project's matches routes by path segment, v2.7 by string prefix.

@@ -1,36 +1,36 @@
 // Backend credentials injected into the upstream request (contract §4.6,
-// fixed): a route names its credentials by reference; a reference resolves to
-// a Worker secret only when the operator allowlisted it, otherwise to KV
-// `secret:<ref>`. A credential that cannot be resolved stops the request
-// (502) instead of forwarding it unauthenticated.
+// fixed). A route's credentials are its own: the token service publishes
+// each as KV `secret:<path>#<name>`, and the route's *_ref fields name
+// exactly that. A reference that does not carry its route's path is refused,
+// and Worker env bindings are never consulted — v2.7 let any route author
+// name any binding or any other route's secret (the usage ingest key
+// included) and send it to a host of their choosing. A credential that
+// cannot be resolved stops the request (502) instead of forwarding it
+// unauthenticated.
 
 import { readJson } from "./kv.js";
 
 /** Thrown when a route's backend credentials cannot be produced. */
 export class CredentialsError extends Error {}
 
-/**
- * Names of Worker secrets/vars a route may reference (var BACKEND_SECRET_NAMES,
- * comma-separated). v2.7 let a route reference any binding — the usage
- * ingest secret included — and point at a host of its author's choosing.
- * @param {Record<string, unknown>} env
- */
-function allowedEnvNames(env) {
-  const raw = typeof env.BACKEND_SECRET_NAMES === "string" ? env.BACKEND_SECRET_NAMES : "";
-  return new Set(raw.split(",").map((s) => s.trim()).filter(Boolean));
-}
+/** A secret's own name, after "<path>#" (as the token service validates it). */
+const SECRET_NAME = /^[A-Za-z0-9_]{1,64}$/;
 
 /**
- * @param {unknown} ref a reference name from the route's auth config
+ * @param {unknown} ref a reference from the route's auth config
+ * @param {string} routeKey the route's path (its key in the routes map)
  * @param {Record<string, any>} env
  * @returns {Promise<string>}
  */
-async function resolveSecret(ref, env) {
+async function resolveSecret(ref, routeKey, env) {
   if (typeof ref !== "string" || ref === "") throw new CredentialsError("auth config lacks a reference name");
-  if (allowedEnvNames(env).has(ref) && typeof env[ref] === "string" && env[ref] !== "") return env[ref];
+  const own = routeKey + "#";
+  if (!ref.startsWith(own) || !SECRET_NAME.test(ref.slice(own.length))) {
+    throw new CredentialsError(`reference ${JSON.stringify(ref)} is not one of this route's secrets (<path>#<name>)`);
+  }
   const stored = await readJson(env.TOKENS, "secret:" + ref);
   if (stored && typeof stored.value === "string" && stored.value !== "") return stored.value;
-  throw new CredentialsError(`secret ${JSON.stringify(ref)} not found (KV secret:<ref>, or a Worker secret listed in BACKEND_SECRET_NAMES)`);
+  throw new CredentialsError(`secret ${JSON.stringify(ref)} not found in KV`);
 }
 
 /** @param {string} s */
@@ -45,21 +45,21 @@ function base64Utf8(s) {
  * Types: "bearer" {token_ref}, "api-key" {key_ref, header_name = "X-API-Key"},
  * "basic" {username_ref, password_ref}; none/"none"/"" set nothing. An
  * unknown type fails closed (v2.7 forwarded without credentials).
- * @param {import("./routes.js").RouteAuth | null} auth
+ * @param {{key: string, auth: import("./routes.js").RouteAuth | null}} route the matched route
  * @param {Record<string, any>} env
  * @param {Headers} headers the upstream request's headers
  */
-export async function applyBackendAuth(auth, env, headers) {
+export async function applyBackendAuth({ key, auth }, env, headers) {
   if (!auth || auth.type === undefined || auth.type === null || auth.type === "" || auth.type === "none") return;
   const config = auth.config && typeof auth.config === "object" ? /** @type {Record<string, unknown>} */ (auth.config) : {};
   switch (auth.type) {
     case "bearer": {
-      headers.set("Authorization", "Bearer " + (await resolveSecret(config.token_ref, env)));
+      headers.set("Authorization", "Bearer " + (await resolveSecret(config.token_ref, key, env)));
       return;
     }
     case "api-key": {
       const name = typeof config.header_name === "string" && config.header_name !== "" ? config.header_name : "X-API-Key";
-      const value = await resolveSecret(config.key_ref, env);
+      const value = await resolveSecret(config.key_ref, key, env);
       try {
         headers.set(name, value);
       } catch {
@@ -68,7 +68,7 @@ export async function applyBackendAuth(auth, env, headers) {
       return;
     }
     case "basic": {
-      const [user, pass] = await Promise.all([resolveSecret(config.username_ref, env), resolveSecret(config.password_ref, env)]);
+      const [user, pass] = await Promise.all([resolveSecret(config.username_ref, key, env), resolveSecret(config.password_ref, key, env)]);
       headers.set("Authorization", "Basic " + base64Utf8(`${user}:${pass}`));
       return;
     }

@@ -13,10 +13,9 @@ import { readJson } from "./kv.js";
 
 /**
  * @typedef {object} Env
- * @property {KVNamespace} TOKENS                 token:<hash>, routes, secret:<name>
+ * @property {KVNamespace} TOKENS                 token:<hash>, routes, secret:<route path>#<name>
  * @property {string} [TOKEN_MANAGER_BACKEND]     base URL of the Token Manager API (usage reports)
  * @property {string} [USAGE_INGEST_SECRET]       secret: HMAC key for usage reports
- * @property {string} [BACKEND_SECRET_NAMES]      comma list of Worker secrets routes may reference
  * @property {string} [UPSTREAM_TIMEOUT_MS]       wait for the backend's response headers (default 30000)
  * @property {string} [NEGATIVE_CACHE_TTL_MS]     remember unknown keys this long per isolate (default 10000, 0 = off)
  */
@@ -124,7 +123,7 @@ async function handle(request, env, ctx) {
   const target = upstreamUrl(base, route, url);
   const headers = forwardedHeaders(request.headers);
   try {
-    await applyBackendAuth(route.auth, env, headers);
+    await applyBackendAuth(route, env, headers);
   } catch (err) {
     if (!(err instanceof CredentialsError)) throw err;
     console.error(`gateway: route ${route.key}: ${err.message}`);

@@ -20,10 +20,10 @@ before(async () => {
       TOKEN_MANAGER_BACKEND: backend.origin,
       USAGE_INGEST_SECRET: "ingest-secret",
       USAGE_FLUSH_DELAY_MS: "10",
-      BACKEND_SECRET_NAMES: "ENV_BEARER, ENV_USER",
-      ENV_BEARER: "env-bearer-value",
-      ENV_USER: "env-user",
-      NOT_ALLOWLISTED: "must-not-leak",
+      // Worker bindings a route might try to name: never consulted, even
+      // one named exactly like the route's own reference.
+      "/api/bearer-env#ENV_BEARER": "must-not-leak-env",
+      OTHER_BACKEND_KEY: "must-not-leak",
       UPSTREAM_TIMEOUT_MS: "500",
       NEGATIVE_CACHE_TTL_MS: "60000",
     },
@@ -37,15 +37,19 @@ before(async () => {
     "/api/query": { url: `${o}/q?fixed=1`, tags: [] },
     "/api/openai": { url: `${o}/openai`, tags: ["ai"] },
     "/solo": { url: `${o}/solo`, tags: ["solo-tag"] },
-    "/api/bearer-kv": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "KV_BEARER" } } },
-    "/api/bearer-env": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "ENV_BEARER" } } },
-    "/api/bearer-leak": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "NOT_ALLOWLISTED" } } },
+    // A route's references name its own secrets: "<its path>#<name>".
+    "/api/bearer-kv": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/bearer-kv#KV_BEARER" } } },
+    "/api/bearer-env": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/bearer-env#ENV_BEARER" } } },
+    "/api/bearer-leak": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "OTHER_BACKEND_KEY" } } },
     "/api/bearer-ingest": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "USAGE_INGEST_SECRET" } } },
-    "/api/bearer-missing": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "NOWHERE" } } },
-    "/api/apikey-custom": { url: `${o}/auth`, tags: [], auth: { type: "api-key", config: { key_ref: "KV_KEY", header_name: "X-Internal-Key" } } },
-    "/api/apikey-default": { url: `${o}/auth`, tags: [], auth: { type: "api-key", config: { key_ref: "KV_KEY" } } },
-    "/api/basic": { url: `${o}/auth`, tags: [], auth: { type: "basic", config: { username_ref: "ENV_USER", password_ref: "KV_PASS" } } },
-    "/api/basic-half": { url: `${o}/auth`, tags: [], auth: { type: "basic", config: { username_ref: "ENV_USER", password_ref: "NOWHERE" } } },
+    "/api/bearer-foreign": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/bearer-kv#KV_BEARER" } } },
+    "/api/bearer-kv-x": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/bearer-kv#KV_BEARER" } } },
+    "/api/bearer-odd": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/bearer-odd#../bearer-kv#KV_BEARER" } } },
+    "/api/bearer-missing": { url: `${o}/auth`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/bearer-missing#NOWHERE" } } },
+    "/api/apikey-custom": { url: `${o}/auth`, tags: [], auth: { type: "api-key", config: { key_ref: "/api/apikey-custom#KV_KEY", header_name: "X-Internal-Key" } } },
+    "/api/apikey-default": { url: `${o}/auth`, tags: [], auth: { type: "api-key", config: { key_ref: "/api/apikey-default#KV_KEY" } } },
+    "/api/basic": { url: `${o}/auth`, tags: [], auth: { type: "basic", config: { username_ref: "/api/basic#USER", password_ref: "/api/basic#KV_PASS" } } },
+    "/api/basic-half": { url: `${o}/auth`, tags: [], auth: { type: "basic", config: { username_ref: "/api/basic-half#USER", password_ref: "/api/basic-half#NOWHERE" } } },
     "/api/none": { url: `${o}/auth`, tags: [], auth: { type: "none", config: {} } },
     "/api/weird-auth": { url: `${o}/auth`, tags: [], auth: { type: "custom", config: {} } },
     "/api/redir": { url: `${o}/redirect/base`, tags: [] },
@@ -56,9 +60,15 @@ before(async () => {
     "/api/badurl": { url: "not a url", tags: [] },
     "/api/ftp": { url: "ftp://example.com/x", tags: [] },
   });
-  await gw.putSecret("KV_BEARER", "kv-bearer-value");
-  await gw.putSecret("KV_KEY", "kv-key-value");
-  await gw.putSecret("KV_PASS", "pässword");
+  await gw.putSecret("/api/bearer-kv#KV_BEARER", "kv-bearer-value");
+  await gw.putSecret("/api/apikey-custom#KV_KEY", "kv-key-value");
+  await gw.putSecret("/api/apikey-default#KV_KEY", "kv-default-key-value");
+  await gw.putSecret("/api/basic#USER", "kv-user");
+  await gw.putSecret("/api/basic#KV_PASS", "pässword");
+  await gw.putSecret("/api/basic-half#USER", "kv-user");
+  // v2.7-style global names, as a v2.7 deployment left them in KV.
+  await gw.putSecret("OTHER_BACKEND_KEY", "must-not-leak-kv");
+  await gw.putSecret("USAGE_INGEST_SECRET", "must-not-leak-kv");
   token = newToken();
   await gw.putToken(token, { name: "all", team_id: "t", scopes: ["*"], created_at: isoIn(0), expires_at: null });
 });
@@ -270,30 +280,40 @@ test("the client's X-API-Key and cf-* headers are not forwarded; others are", as
   assert.ok(!JSON.stringify(headers).includes(token), "the gateway token reaches the upstream nowhere");
 });
 
-test("backend credentials: bearer, api-key and basic from KV and allowlisted Worker secrets", async () => {
+test("backend credentials: bearer, api-key and basic, each from its route's own KV secret", async () => {
   const seen = async (path) => {
     const res = await get(path, token, { headers: { Authorization: "Bearer client-own" } });
     assert.equal(res.status, 200, path);
     return (await res.json()).headers;
   };
   assert.equal((await seen("/api/bearer-kv")).authorization, "Bearer kv-bearer-value");
-  assert.equal((await seen("/api/bearer-env")).authorization, "Bearer env-bearer-value");
   const custom = await seen("/api/apikey-custom");
   assert.equal(custom["x-internal-key"], "kv-key-value");
   assert.equal(custom["x-api-key"], undefined);
-  assert.equal((await seen("/api/apikey-default"))["x-api-key"], "kv-key-value", "the backend's key, never the client's");
+  assert.equal((await seen("/api/apikey-default"))["x-api-key"], "kv-default-key-value", "the backend's key, never the client's");
   const basic = (await seen("/api/basic")).authorization;
-  assert.equal(Buffer.from(basic.replace(/^Basic /, ""), "base64").toString("utf8"), "env-user:pässword");
+  assert.equal(Buffer.from(basic.replace(/^Basic /, ""), "base64").toString("utf8"), "kv-user:pässword");
   assert.equal((await seen("/api/none")).authorization, "Bearer client-own");
 });
 
-test("credentials that cannot be resolved: 502, and nothing reaches the upstream", async () => {
+test("credentials that cannot be resolved, or are not the route's own: 502, and nothing reaches the upstream", async () => {
   const before = backend.requests.length;
-  for (const path of ["/api/bearer-missing", "/api/bearer-leak", "/api/bearer-ingest", "/api/basic-half", "/api/weird-auth"]) {
+  const refused = [
+    "/api/bearer-missing", // its own name, no value in KV
+    "/api/bearer-env", // only a Worker binding of that name: env is never read
+    "/api/bearer-leak", // a bare (v2.7) name: a binding and a KV secret exist
+    "/api/bearer-ingest", // the usage ingest key
+    "/api/bearer-foreign", // another route's secret
+    "/api/bearer-kv-x", // ...whose path this route's path merely extends
+    "/api/bearer-odd", // its own path, then a name that is no secret name
+    "/api/basic-half",
+    "/api/weird-auth",
+  ];
+  for (const path of refused) {
     await assertError(await get(path), 502, "Bad Gateway", "Backend credentials are not configured");
   }
   assert.equal(backend.requests.length, before, "no request was forwarded");
-  assert.doesNotMatch(gw.logText(), /must-not-leak|ingest-secret/);
+  assert.doesNotMatch(gw.logText(), /must-not-leak|ingest-secret|kv-bearer-value/);
 });
 
 // ---- redirects ----

@@ -13,7 +13,7 @@ async function seed(gw, backend) {
   await gw.putRoutes({
     "/api/image": { url: `${backend.origin}/image`, tags: ["media"] },
     "/api/other": { url: `${backend.origin}/other`, tags: [] },
-    "/api/nocreds": { url: `${backend.origin}/x`, tags: [], auth: { type: "bearer", config: { token_ref: "ABSENT" } } },
+    "/api/nocreds": { url: `${backend.origin}/x`, tags: [], auth: { type: "bearer", config: { token_ref: "/api/nocreds#ABSENT" } } },
     "/api/fail": { url: `${backend.origin}/redirect`, tags: [] },
   });
   const tokens = { all: newToken(), image: newToken(), expired: newToken() };

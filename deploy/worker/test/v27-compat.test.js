@@ -41,26 +41,26 @@ function goRoutes(origin) {
     "/api/openai": {
       url: `${origin}/openai/v1`,
       tags: ["ai", "external"],
-      auth: { type: "bearer", config: { token_ref: "OPENAI_API_KEY", secret_version: 3 } },
+      auth: { type: "bearer", config: { token_ref: "/api/openai#OPENAI_API_KEY", secret_version: 3 } },
       ...extra("2"),
     },
     "/api/intern": {
       url: `${origin}/intern`,
       tags: [],
-      auth: { type: "api-key", config: { key_ref: "INTERNAL_KEY", header_name: "X-Internal-Key" } },
+      auth: { type: "api-key", config: { key_ref: "/api/intern#INTERNAL_KEY", header_name: "X-Internal-Key" } },
       ...extra("3"),
     },
     "/api/legacy": {
       url: `${origin}/legacy`,
       tags: ["media"],
-      auth: { type: "basic", config: { username_ref: "SVC_USER", password_ref: "SVC_PASS" } },
+      auth: { type: "basic", config: { username_ref: "/api/legacy#SVC_USER", password_ref: "/api/legacy#SVC_PASS" } },
       ...extra("4"),
     },
     "/api/plain": `${origin}/plain`,
   };
 }
 
-/** `secret:<name>` as the Go token service writes it. */
+/** `secret:<route path>#<name>` as the Go token service writes it. */
 const goSecret = (value) => JSON.stringify({ value, route_id: "2", updated_at: goRFC3339Nano(0) });
 
 for (const [name, script] of [
@@ -81,10 +81,10 @@ for (const [name, script] of [
         },
       });
       await gw.kv.put("routes", JSON.stringify(goRoutes(backend.origin)));
-      await gw.kv.put("secret:OPENAI_API_KEY", goSecret("sk-proj-openai"));
-      await gw.kv.put("secret:INTERNAL_KEY", goSecret("internal-key"));
-      await gw.kv.put("secret:SVC_USER", goSecret("svc"));
-      await gw.kv.put("secret:SVC_PASS", goSecret("pass"));
+      await gw.kv.put("secret:/api/openai#OPENAI_API_KEY", goSecret("sk-proj-openai"));
+      await gw.kv.put("secret:/api/intern#INTERNAL_KEY", goSecret("internal-key"));
+      await gw.kv.put("secret:/api/legacy#SVC_USER", goSecret("svc"));
+      await gw.kv.put("secret:/api/legacy#SVC_PASS", goSecret("pass"));
       const put = async (label, key, value) => {
         tokens[label] = key;
         await gw.kv.put("token:" + sha256Hex(key), JSON.stringify(value));

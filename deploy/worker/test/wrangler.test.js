@@ -31,7 +31,8 @@ test("production: the v2.7 Worker's name, KV binding TOKENS, the production back
   const out = await dryRun("production");
   assert.match(out, /env\.TOKENS \(REPLACE_WITH_PRODUCTION_KV_NAMESPACE_ID\)\s+KV Namespace/);
   assert.match(out, /env\.TOKEN_MANAGER_BACKEND \("https:\/\/tapi\.blocktempo\.ai"\)/);
-  assert.match(out, /env\.BACKEND_SECRET_NAMES/);
+  assert.match(out, /env\.UPSTREAM_TIMEOUT_MS/);
+  assert.doesNotMatch(out, /BACKEND_SECRET_NAMES/, "routes cannot name Worker bindings");
 });
 
 test("dev: the local backend", async () => {

@@ -1024,7 +1024,9 @@ type CreateRouteRequest struct {
 	BackendAuthType   *wrapperspb.StringValue `protobuf:"bytes,6,opt,name=backend_auth_type,json=backendAuthType,proto3" json:"backend_auth_type,omitempty"`
 	BackendAuthConfig *structpb.Struct        `protobuf:"bytes,7,opt,name=backend_auth_config,json=backendAuthConfig,proto3" json:"backend_auth_config,omitempty"`
 	// backend_auth_secrets maps reference name -> secret value; values are stored
-	// encrypted and pushed to KV as secret:<name>, never returned.
+	// encrypted, belong to this route and are pushed to KV as
+	// secret:<path>#<name>, never returned. Every name backend_auth_config
+	// references must be given here unless the route already holds it.
 	BackendAuthSecrets map[string]string `protobuf:"bytes,8,rep,name=backend_auth_secrets,json=backendAuthSecrets,proto3" json:"backend_auth_secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
