@@ -5,6 +5,11 @@
 //	tmctl import-roles [-dry-run]
 //	                       copy roles from Clerk publicMetadata into the team schema, once
 //	                       (DATABASE_URL, CLERK_SECRET_KEY, CLERK_API_URL); prints a JSON summary
+//	tmctl global-admin grant USER_ID | revoke USER_ID | list
+//	                       grant or revoke a person's global ADMIN role, audited and mirrored to
+//	                       Clerk as PUT/DELETE /api/users/{id}/global-role do; the last global
+//	                       ADMIN cannot be revoked (grant/revoke: DATABASE_URL, CLERK_SECRET_KEY,
+//	                       CLERK_API_URL; list: DATABASE_URL); prints JSON
 //
 // Run with -check-config to validate the environment and list the variables read.
 package main
@@ -56,7 +61,7 @@ func loadImportConfig(l *config.Loader) importConfig {
 }
 
 func printUsage() {
-	fmt.Fprintln(os.Stderr, "usage: tmctl [-check-config] migrate | admin-key new | import-roles [-dry-run]")
+	fmt.Fprintln(os.Stderr, "usage: tmctl [-check-config] migrate | admin-key new | import-roles [-dry-run] | global-admin grant|revoke USER_ID | global-admin list")
 	os.Exit(2)
 }
 
@@ -87,6 +92,9 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if len(args) >= 1 && args[0] == "global-admin" {
+		os.Exit(globalAdmin(args[1:]))
 	}
 	if *checkConfig || (len(args) == 1 && args[0] == "migrate") {
 		cfg, vars, err := app.Load(os.LookupEnv, loadMigrateConfig)
@@ -154,4 +162,87 @@ func runImportRoles(cfg importConfig, dryRun bool) error {
 		"dry_run": dryRun, "users_seen": res.UsersSeen, "memberships_imported": res.MembershipsImported,
 		"global_admins_imported": res.GlobalAdminsImported, "skipped": res.Skipped,
 	})
+}
+
+// globalAdmin runs "tmctl global-admin ...": the logic of the team
+// service's SetUserGlobalRole and RemoveUserGlobalRole, directly against the
+// database (an operator with DATABASE_URL needs no admin key — the way to
+// name the first global ADMIN). Audit events (actor "tmctl", a service) and the Clerk
+// mirror go to the team outbox, which the team service delivers.
+func globalAdmin(args []string) int {
+	switch {
+	case len(args) == 1 && args[0] == "list":
+		cfg, _, err := app.Load(os.LookupEnv, loadMigrateConfig)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
+			return 2
+		}
+		if err := listGlobalAdmins(cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl global-admin list: %v\n", err)
+			return 1
+		}
+		return 0
+	case len(args) == 2 && (args[0] == "grant" || args[0] == "revoke"):
+		cfg, _, err := app.Load(os.LookupEnv, loadImportConfig)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
+			return 2
+		}
+		if err := setGlobalAdmin(cfg, args[0] == "grant", args[1]); err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl global-admin %s: %v\n", args[0], err)
+			return 1
+		}
+		return 0
+	}
+	printUsage()
+	return 2
+}
+
+func setGlobalAdmin(cfg importConfig, grant bool, userID string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), db.WithApplicationName("tmctl-global-admin"))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrate.Check(ctx, pool, team.Migrations); err != nil {
+		return err
+	}
+	dir := team.NewDirectory(cfg.ClerkAPIURL, cfg.ClerkSecretKey.Reveal())
+	ctx = auth.WithPrincipal(ctx, team.TmctlPrincipal) // the actor of the audit event
+	out := map[string]any{"user_id": userID}
+	if grant {
+		changed, err := team.GrantGlobalAdmin(ctx, pool, dir, userID)
+		if err != nil {
+			return err
+		}
+		out["global_role"], out["changed"] = "ADMIN", changed
+	} else {
+		if err := team.RevokeGlobalAdmin(ctx, pool, dir, userID); err != nil {
+			return err
+		}
+		out["global_role"], out["changed"] = nil, true
+	}
+	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+func listGlobalAdmins(cfg migrateConfig) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), db.WithApplicationName("tmctl-global-admin"))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrate.Check(ctx, pool, team.Migrations); err != nil {
+		return err
+	}
+	admins, err := team.ListGlobalAdmins(ctx, pool)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(admins)
 }
