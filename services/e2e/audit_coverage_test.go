@@ -391,6 +391,11 @@ func TestAuditCoverage(t *testing.T) {
 		return c.QueryRow(ctx, `SELECT id FROM team.admin_keys WHERE bootstrap AND revoked_at IS NULL`).Scan(&bootstrapID)
 	})
 
+	// The dashboard lists users before it adds one to a team (GET
+	// /api/users, the add-member dropdown): that is how the team service
+	// knows the e-mails that name membership events.
+	s.teamMust(t, 200, "GET", "/api/users", s.clerk.SessionToken(t, covAdmin), "")
+
 	w := &covWorld{t: t, routeSecret1: "cov-route-secret-" + randomHex(t), routeSecret2: "cov-route-secret-" + randomHex(t)}
 	w.secrets = append(w.secrets, w.routeSecret1, w.routeSecret2, s.adminKey, authtest.SecretKey,
 		s.envOf("TM_SERVICE_SECRET"), "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=")
@@ -400,6 +405,7 @@ func TestAuditCoverage(t *testing.T) {
 		requestID string
 		userAgent string
 		want      []wantEvent
+		reads     stepReads // the events as the three REST reads of details return them
 	}
 	var calls []sent
 	for i, st := range auditExpectations {
@@ -422,7 +428,8 @@ func TestAuditCoverage(t *testing.T) {
 		if st.after != nil {
 			st.after(w, resp.Body)
 		}
-		calls = append(calls, sent{st, reqID, ua, st.events(w)})
+		want := st.events(w)
+		calls = append(calls, sent{st, reqID, ua, want, captureReads(t, s, reqID, len(want))})
 	}
 
 	// Events arrive through the services' outboxes: wait (with a deadline)
@@ -514,6 +521,50 @@ func TestAuditCoverage(t *testing.T) {
 		}
 		return err
 	})
+
+	// Every event renders in v2.7's dashboard: v2.7's keys with v2.7's
+	// types in the three reads, a name and an operator; and the golden
+	// files pin each shape.
+	emails := map[string]string{covAdmin: "covadmin@example.com", covMember: "covmember@example.com"}
+	keyNames := map[string]string{w.userAdminKeyID: "cov-user-key", w.keyAdminKeyID: "cov-key-key"}
+	placeholders := map[string]string{bootstrapID: "<bootstrap_key_id>", w.userAdminKeyID: "<user_admin_key_id>",
+		w.keyAdminKeyID: "<key_admin_key_id>", w.invitationID: "<invitation_id>"}
+	for i, c := range calls {
+		exp := func(action, entityType, entityID string) eventExpect {
+			e := eventExpect{actorID: covAdmin, actorLabel: "covadmin@example.com"}
+			if c.step.as == covKey {
+				e.actorID, e.actorLabel = bootstrapID, "bootstrap (admin key)"
+			}
+			before, _, _ := strings.Cut(entityID, "@")
+			switch entityType {
+			case "token":
+				e.name = "cov-token-renamed" // from the update on
+				switch {
+				case entityID == w.keyTok:
+					e.name = "cov-key-token"
+				case c.step.endpoint == "POST /api/tokens":
+					e.name = "cov-token"
+				}
+			case "route":
+				e.name = "Coverage 2"
+				if action == "create" {
+					e.name = "Coverage"
+				}
+			case "team":
+				e.name = map[string]string{covTeam: "Coverage", covKeyTeam: "Coverage by key"}[entityID]
+			case "membership", "global_role":
+				e.name = emails[before]
+			case "invitation":
+				e.name = "cov-invitee@example.com"
+			case "admin_key", "admin_key_role":
+				e.name = keyNames[before]
+			}
+			return e
+		}
+		name := shapeFileName(i, c.step.endpoint, c.step.as)
+		checkReads(t, name, c.reads, exp)
+		assertShapeGolden(t, name, c.reads, placeholders)
+	}
 
 	// The chain holds.
 	v := s.teamMust(t, 200, "GET", "/api/dashboard/audit-logs/verify", s.clerk.SessionToken(t, covAdmin), "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -338,7 +339,9 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 			if err := checkScopesKnown(ctx, tx, in.Scopes); err != nil {
 				return err
 			}
-			changes["scopes"] = map[string]any{"from": anySlice(t.Scopes), "to": anySlice(in.Scopes)}
+			if !slices.Equal(t.Scopes, in.Scopes) {
+				changes["scopes"] = map[string]any{"from": anySlice(t.Scopes), "to": anySlice(in.Scopes)}
+			}
 			t.Scopes, kvChanged = in.Scopes, true
 		}
 		if _, err := tx.Exec(ctx, `UPDATE token.tokens SET name = $2, description = $3, scopes = $4, updated_at = now() WHERE id = $1`,
