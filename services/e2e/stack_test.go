@@ -93,6 +93,13 @@ type stackOption func(*stackConfig)
 type stackConfig struct {
 	env      map[string][]string // binary name → extra KEY=value entries
 	httpAddr string              // the gateway's listen address (default: a free port)
+	dbURL    string              // the database (default: a new one on the shared test server)
+}
+
+// withDatabaseURL runs the stack on the database at url (a server the test
+// owns and may crash) instead of a new database of the shared test server.
+func withDatabaseURL(url string) stackOption {
+	return func(c *stackConfig) { c.dbURL = url }
 }
 
 // withHTTPAddr makes the gateway listen on addr, for peers that must know
@@ -114,7 +121,10 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		o(sc)
 	}
 	s := &stack{t: t, clerk: authtest.NewClerk(t), adminKey: auth.NewAdminKey(), procs: map[string]*process{}, metrics: map[string]string{}}
-	dbURL := dbtest.NewDatabase(t)
+	dbURL := sc.dbURL
+	if dbURL == "" {
+		dbURL = dbtest.NewDatabase(t)
+	}
 	addrs := map[string]string{}
 	for _, name := range []string{"token", "team", "audit", "usage", "health"} {
 		addrs[name] = freeAddr(t)
