@@ -91,8 +91,9 @@ func (s *Service) Record(ctx context.Context, in []*auditv1.AuditEvent) (recorde
 }
 
 // ScopeOf is what p may read: everything for a global ADMIN (and for
-// services), else its teams' events; the events of no team (routes, admin
-// keys, global roles) are visible to core-team members, who govern routes.
+// services), else its teams' events; of the events of no team, core-team
+// members, who govern routes, see the routes' (not those of admin keys,
+// global roles or invitations, which may name any team: a global ADMIN's).
 func ScopeOf(p *auth.Principal) Scope {
 	all, teams := authz.ReadScope(p)
 	if all {

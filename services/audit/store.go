@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,9 +29,15 @@ type Filter struct {
 type Scope struct {
 	All bool
 	// Teams are the teams whose events are visible; "" stands for the
-	// events of no team (routes, admin keys, global roles).
+	// events of no team that core-team governs (coreTeamEntityTypes: the
+	// routes), never those of admin keys, global roles, invitations or
+	// role imports, which are a global ADMIN's and may name any team.
 	Teams []string
 }
+
+// coreTeamEntityTypes are the team-less entities core-team's members
+// manage (authz: routes), whose events "" in Scope.Teams makes visible.
+var coreTeamEntityTypes = []string{"route"}
 
 // Store is the audit service's SQL.
 type Store struct {
@@ -127,7 +134,16 @@ func (f Filter) where(sc Scope) (string, []any) {
 		conds = append(conds, strings.ReplaceAll(cond, "$?", "$"+strconv.Itoa(len(args))))
 	}
 	if !sc.All {
-		add("team_id = ANY($?)", sc.Teams)
+		teams := slices.DeleteFunc(slices.Clone(sc.Teams), func(t string) bool { return t == "" })
+		if teams == nil {
+			teams = []string{}
+		}
+		if slices.Contains(sc.Teams, "") {
+			args = append(args, teams, coreTeamEntityTypes)
+			conds = append(conds, fmt.Sprintf("(team_id = ANY($%d) OR (team_id = '' AND entity_type = ANY($%d)))", len(args)-1, len(args)))
+		} else {
+			add("team_id = ANY($?)", teams)
+		}
 	}
 	if f.Action != "" {
 		add("action = $?", f.Action)

@@ -39,6 +39,7 @@ const (
 	manager      caller = "MANAGER"
 	teamAdmin    caller = "ADMIN of the team"
 	noTeam       caller = "signed in, no team"
+	coreDev      caller = "DEVELOPER of core-team"
 	otherAdmin   caller = "ADMIN of another team"
 	globalAdmin  caller = "global ADMIN"
 	teamKey      caller = "admin key of the team"
@@ -47,12 +48,12 @@ const (
 
 var (
 	allCallers = []caller{noCredential, malformedJWT, expiredJWT, foreignAZP, revokedKey,
-		viewer, developer, manager, teamAdmin, noTeam, otherAdmin, globalAdmin, teamKey, adminKey}
+		viewer, developer, manager, teamAdmin, noTeam, coreDev, otherAdmin, globalAdmin, teamKey, adminKey}
 	// unauthenticated callers get 401 from every non-anonymous endpoint.
 	unauthenticated = []caller{noCredential, malformedJWT, expiredJWT, foreignAZP, revokedKey}
 	// Convenient sets for the allow lists, relative to the team the request
 	// addresses ("the team").
-	everyone      = []caller{viewer, developer, manager, teamAdmin, noTeam, otherAdmin, globalAdmin, teamKey, adminKey}
+	everyone      = []caller{viewer, developer, manager, teamAdmin, noTeam, coreDev, otherAdmin, globalAdmin, teamKey, adminKey}
 	teamMembers   = []caller{viewer, developer, manager, teamAdmin, globalAdmin, teamKey, adminKey}
 	tokenCreators = []caller{developer, manager, teamAdmin, globalAdmin, teamKey, adminKey}
 	teamManagers  = []caller{manager, teamAdmin, globalAdmin, teamKey, adminKey}
@@ -60,7 +61,7 @@ var (
 	globalOnly    = []caller{globalAdmin, adminKey}
 	someTeamAdmin = []caller{teamAdmin, otherAdmin, globalAdmin, teamKey, adminKey}
 	// outsiders hold no role in the team the request addresses.
-	outsiders = []caller{noTeam, otherAdmin}
+	outsiders = []caller{noTeam, coreDev, otherAdmin}
 	// insidersOfB may read team B's data; everyone else is an outsider of
 	// team B and must never see any of it.
 	insidersOfB = []caller{otherAdmin, globalAdmin, adminKey}
@@ -159,9 +160,9 @@ var matrixExpectations = map[string]expectation{
 	"DELETE /api/tokens/{id}":      {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/tokens/{fresh-token}"},
 	"GET /api/tokens/{id}/reveal":  {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/tokens/{token}/reveal"},
 	"POST /api/tokens/{id}/rotate": {implemented: true, allow: teamManagers, hidden: outsiders, perTeam: true, path: "/api/tokens/{fresh-token}/rotate", body: func(caller) string { return `{}` }},
-	// Routes are governed by roles in core-team, which only the global
-	// ADMIN and the global admin key hold here.
-	"POST /api/routes": {implemented: true, allow: globalOnly, body: func(c caller) string {
+	// Routes are governed by roles in core-team: a DEVELOPER there may
+	// create routes, not edit or delete them.
+	"POST /api/routes": {implemented: true, allow: []caller{coreDev, globalAdmin, adminKey}, body: func(c caller) string {
 		return fmt.Sprintf(`{"name":"r","path":"/m-%s","backend_url":"https://example.com"}`, slug(c))
 	}},
 	"GET /api/routes":         {implemented: true, allow: everyone},
@@ -463,6 +464,7 @@ func setUpMatrix(t *testing.T, s *stack) *matrixWorld {
 		{ID: "user_viewer", Email: "viewer@example.com"}, {ID: "user_dev", Email: "dev@example.com"},
 		{ID: "user_mgr", Email: "mgr@example.com"}, {ID: "user_admin", Email: "admin@example.com"},
 		{ID: "user_loner", Email: "loner@example.com"}, {ID: "user_other", Email: "other@example.com"},
+		{ID: "user_core_dev", Email: "core-dev@example.com"},
 		{ID: "user_global", Email: "global@example.com"}, {ID: "user_target", Email: "target@example.com"},
 		// Team B's own people.
 		{ID: "user_bsecret_member", Email: "bsecret-member@example.com", FirstName: "Bsecret"},
@@ -482,6 +484,7 @@ func setUpMatrix(t *testing.T, s *stack) *matrixWorld {
 	for _, m := range [][3]string{
 		{"user_viewer", matrixTeam, "VIEWER"}, {"user_dev", matrixTeam, "DEVELOPER"}, {"user_mgr", matrixTeam, "MANAGER"},
 		{"user_admin", matrixTeam, "ADMIN"}, {"user_target", matrixTeam, "VIEWER"}, {"user_shared", matrixTeam, "VIEWER"},
+		{"user_core_dev", "core-team", "DEVELOPER"},
 	} {
 		s.teamMust(t, 200, "POST", "/api/users/"+m[0]+"/team-membership", key, fmt.Sprintf(`{"team_id":"%s","role":"%s"}`, m[1], m[2]))
 	}
@@ -556,7 +559,7 @@ func setUpMatrix(t *testing.T, s *stack) *matrixWorld {
 // minute: a fresh one is minted for every request.
 func (w *matrixWorld) credential(c caller) string {
 	users := map[caller]string{viewer: "user_viewer", developer: "user_dev", manager: "user_mgr",
-		teamAdmin: "user_admin", noTeam: "user_loner", otherAdmin: "user_other", globalAdmin: "user_global"}
+		teamAdmin: "user_admin", noTeam: "user_loner", coreDev: "user_core_dev", otherAdmin: "user_other", globalAdmin: "user_global"}
 	switch c {
 	case noCredential:
 		return ""
