@@ -255,8 +255,9 @@ func TestUsage(t *testing.T) {
 			status             int
 		}{
 			{"viewer", "/api/usage/token/42", viewer, 403},
-			{"other team", "/api/usage/token/42", backendDev, 403},
-			{"no teams", "/api/usage/token/42", loner, 403},
+			// Outside the token's team: as if it did not exist.
+			{"other team", "/api/usage/token/42", backendDev, 404},
+			{"no teams", "/api/usage/token/42", loner, 404},
 			{"anonymous", "/api/usage/token/42", "", 401},
 			{"unknown", "/api/usage/token/999", s.adminKey, 404},
 			{"not a number", "/api/usage/token/abc", s.adminKey, 400},
