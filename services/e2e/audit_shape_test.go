@@ -111,7 +111,7 @@ var v27Keys = map[string]map[string]string{
 // services/internal/auditlog chooses it.
 func actorKey(action string) string {
 	switch action {
-	case "create", "grant":
+	case "create":
 		return "created_by"
 	case "delete", "revoke":
 		return "deleted_by"

@@ -44,9 +44,6 @@ const teamNameTimeout = 2 * time.Second
 // to the id for a team that is gone): a name in the trail is not worth
 // failing an update, revocation or reveal over.
 func (s *Service) teamNameOf(ctx context.Context, id string) string {
-	if s.Teams == nil {
-		return id
-	}
 	cctx, cancel := context.WithTimeout(ctx, teamNameTimeout)
 	defer cancel()
 	name, ok, err := s.Teams.TeamName(cctx, id)

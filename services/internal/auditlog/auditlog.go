@@ -222,7 +222,7 @@ func dashboardDetails(c Change, actor *auditv1.Actor) (map[string]any, error) {
 // "updated".
 func actorVerb(action string) string {
 	switch action {
-	case "create", "grant":
+	case "create":
 		return "created"
 	case "delete", "revoke":
 		return "deleted"

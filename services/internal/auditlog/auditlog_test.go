@@ -120,7 +120,6 @@ func TestEventDetailsInV27Shape(t *testing.T) {
 		wantID, wantBy string
 	}{
 		{user, "create", "created", "user_a", "a@example.com"},
-		{user, "grant", "created", "user_a", "a@example.com"},
 		{user, "update", "updated", "user_a", "a@example.com"},
 		{user, "rotate", "updated", "user_a", "a@example.com"},
 		{user, "reveal", "updated", "user_a", "a@example.com"},
