@@ -1,8 +1,8 @@
 # Token Manager — the front door. `make help` lists the targets.
 #
-# Tool versions are pinned in one place: the tool modfiles tools/go.mod (protoc plugins) and
-# tools/buf/go.mod (buf). They are built into .bin/ with GOWORK=off, and rebuilt when a modfile
-# changes.
+# Tool versions are pinned in one place: the tool modfiles tools/go.mod (protoc plugins),
+# tools/buf/go.mod (buf) and tools/sqlc/go.mod (sqlc). They are built into .bin/ with GOWORK=off,
+# and rebuilt when a modfile changes.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,6 +14,7 @@ BIN := $(CURDIR)/.bin
 MODULES := proto services gateway
 PLUGINS := $(addprefix $(BIN)/,protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2)
 BUF := $(BIN)/buf
+SQLC := $(BIN)/sqlc
 
 # go test flags. CI has 2 cores; the whole of `make test` should stay well under 25 minutes.
 GO_TEST_FLAGS ?= -count=1 -timeout=20m
@@ -34,13 +35,19 @@ help: ## List the targets
 ## --- tools -----------------------------------------------------------------------------------
 
 .PHONY: tools
-tools: $(BUF) $(PLUGINS) ## Build buf and the protoc plugins into .bin/ (only when stale)
+tools: $(BUF) $(PLUGINS) $(SQLC) ## Build buf, the protoc plugins and sqlc into .bin/ (only when stale)
 
 # `tool` is every tool directive of the modfile: the versions live there and nowhere else.
 # go build leaves an up-to-date binary untouched, hence the touch.
 $(BUF): tools/buf/go.mod tools/buf/go.sum
 	@echo '==> building buf (about 2.5 min on a cold cache)'
 	cd tools/buf && GOWORK=off go build -o $(BIN)/ tool
+	@touch $@
+
+# sqlc's PostgreSQL parser is C: this build needs cgo (gcc).
+$(SQLC): tools/sqlc/go.mod tools/sqlc/go.sum
+	@echo '==> building sqlc (a few minutes on a cold cache)'
+	cd tools/sqlc && GOWORK=off CGO_ENABLED=1 go build -o $(BIN)/ tool
 	@touch $@
 
 $(PLUGINS) &: tools/go.mod tools/go.sum
@@ -66,7 +73,7 @@ node-deps: $(NODE_STAMPS) ## npm ci in deploy/worker and deploy/local-cloudflare
 ## --- code ------------------------------------------------------------------------------------
 
 .PHONY: generate
-generate: tools ## Regenerate the Go stubs, gateway code and OpenAPI from proto/ (buf generate)
+generate: tools ## Regenerate the Go stubs, gateway code and OpenAPI from proto/ (buf), and the stores' SQL code (sqlc)
 	scripts/generate.sh
 
 .PHONY: check-generated

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/token/keyring"
 )
@@ -109,27 +107,13 @@ func (src KVSource) tokens(ctx context.Context, q db.DBTX, hashes []string, out 
 // secrets adds the secrets whose reference (routeSecretRef) is in refs, or
 // all of them when refs is nil.
 func (src KVSource) secrets(ctx context.Context, q db.DBTX, refs []string, out map[string][]byte) error {
-	sql, args := `SELECT r.path, s.name, s.ciphertext, s.sealed_as_legacy
-		FROM token.route_secrets s JOIN token.routes r ON r.id = s.route_id`, []any{}
-	if refs != nil {
-		sql += ` WHERE r.path || '#' || s.name = ANY($1)`
-		args = append(args, refs)
-	}
-	rows, _ := q.Query(ctx, sql, args...)
-	type row struct {
-		path, name, ct string
-		legacy         bool
-	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
-		var x row
-		return x, r.Scan(&x.path, &x.name, &x.ct, &x.legacy)
-	})
+	rows, err := queries.RouteSecrets(ctx, q, refs)
 	if err != nil {
 		return err
 	}
-	for _, x := range list {
-		key := routeSecretKey(x.path, x.name)
-		pt, err := src.Ring.Open(x.ct, sealedAs(x.path, x.name, x.legacy))
+	for _, x := range rows {
+		key := routeSecretKey(x.Path, x.Name)
+		pt, err := src.Ring.Open(x.Ciphertext, sealedAs(x.Path, x.Name, x.SealedAsLegacy))
 		if err != nil {
 			// The name is not secret; the value never appears in errors.
 			return fmt.Errorf("%s: %w", key, err)
@@ -167,33 +151,24 @@ func publishedAuth(path, typ string, cfg map[string]any) map[string]any {
 }
 
 func (src KVSource) routes(ctx context.Context, q db.DBTX, out map[string][]byte) error {
-	rows, _ := q.Query(ctx, `SELECT path, backend_url, tags, backend_auth_type, backend_auth_config FROM token.routes`)
-	table := map[string]kvRoute{}
-	type row struct {
-		path, url, typ string
-		tags           []string
-		cfg            []byte
-	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
-		var x row
-		return x, r.Scan(&x.path, &x.url, &x.tags, &x.typ, &x.cfg)
-	})
+	rows, err := queries.RouteTable(ctx, q)
 	if err != nil {
 		return err
 	}
-	for _, x := range list {
-		v := kvRoute{URL: x.url, Tags: x.tags}
+	table := map[string]kvRoute{}
+	for _, x := range rows {
+		v := kvRoute{URL: x.BackendUrl, Tags: x.Tags}
 		if v.Tags == nil {
 			v.Tags = []string{}
 		}
-		if x.typ != "" && x.typ != "none" {
+		if x.BackendAuthType != "" && x.BackendAuthType != "none" {
 			cfg := map[string]any{}
-			if len(x.cfg) > 0 {
-				_ = json.Unmarshal(x.cfg, &cfg)
+			if len(x.BackendAuthConfig) > 0 {
+				_ = json.Unmarshal(x.BackendAuthConfig, &cfg)
 			}
-			v.Auth = &kvAuth{Type: x.typ, Config: publishedAuth(x.path, x.typ, cfg)}
+			v.Auth = &kvAuth{Type: x.BackendAuthType, Config: publishedAuth(x.Path, x.BackendAuthType, cfg)}
 		}
-		table[x.path] = v
+		table[x.Path] = v
 	}
 	b, err := json.Marshal(table)
 	if err != nil {

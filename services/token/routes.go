@@ -15,6 +15,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/token/store"
 )
 
 // Route is a route as stored (secrets are separate and never shown).
@@ -72,28 +73,32 @@ func (in *RouteInput) validate() ([]string, error) {
 	return refs, checkSecrets(in.Secrets, refs)
 }
 
-const routeColumns = `id, name, path, backend_url, description, tags, backend_auth_type, backend_auth_config, created_at, updated_at`
+// queries is the token service's SQL (package store).
+var queries = store.New()
 
-func scanRoute(row pgx.Row) (*Route, error) {
-	var r Route
-	var cfg []byte
-	if err := row.Scan(&r.ID, &r.Name, &r.Path, &r.BackendURL, &r.Description, &r.Tags, &r.AuthType, &cfg, &r.CreatedAt, &r.UpdatedAt); err != nil {
+// routeOf is the domain form of a stored route; an undecodable config reads
+// as none.
+func routeOf(row store.TokenRoute, err error) (*Route, error) {
+	if err != nil {
 		return nil, err
 	}
-	if len(cfg) > 0 && string(cfg) != "null" {
-		if err := json.Unmarshal(cfg, &r.AuthConfig); err != nil {
+	r := &Route{ID: row.ID, Name: row.Name, Path: row.Path, BackendURL: row.BackendUrl, Description: row.Description,
+		Tags: row.Tags, AuthType: row.BackendAuthType, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt}
+	if len(row.BackendAuthConfig) > 0 && string(row.BackendAuthConfig) != "null" {
+		if err := json.Unmarshal(row.BackendAuthConfig, &r.AuthConfig); err != nil {
 			r.AuthConfig = nil
 		}
 	}
-	return &r, nil
+	return r, nil
 }
 
-func configJSON(c map[string]any) any {
+// configJSON is the stored form of an auth config: NULL when empty.
+func configJSON(c map[string]any) []byte {
 	if len(c) == 0 {
 		return nil
 	}
 	b, _ := json.Marshal(c)
-	return string(b)
+	return b
 }
 
 // CreateRoute adds a route and stores its secrets.
@@ -110,10 +115,8 @@ func (s *Service) CreateRoute(ctx context.Context, p *auth.Principal, in RouteIn
 	}
 	var out *Route
 	err = db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		r, err := scanRoute(tx.QueryRow(ctx, `
-			INSERT INTO token.routes (name, path, backend_url, description, tags, backend_auth_type, backend_auth_config)
-			VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING `+routeColumns,
-			in.Name, in.Path, in.BackendURL, in.Description, in.Tags, in.AuthType, configJSON(in.AuthConfig)))
+		r, err := routeOf(queries.InsertRoute(ctx, tx, store.InsertRouteParams{Name: in.Name, Path: in.Path, BackendUrl: in.BackendURL,
+			Description: in.Description, Tags: in.Tags, BackendAuthType: in.AuthType, BackendAuthConfig: configJSON(in.AuthConfig)}))
 		if db.IsUniqueViolation(err) {
 			return errs.Conflict("Route path '" + in.Path + "' already exists")
 		}
@@ -148,10 +151,7 @@ func (s *Service) putSecrets(ctx context.Context, tx pgx.Tx, r *Route, secrets m
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO token.route_secrets (route_id, name, ciphertext) VALUES ($1, $2, $3)
-			ON CONFLICT (route_id, name) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, sealed_as_legacy = false, updated_at = now()`,
-			r.ID, name, ct); err != nil {
+		if err := queries.PutRouteSecret(ctx, tx, store.PutRouteSecretParams{RouteID: r.ID, Name: name, Ciphertext: ct}); err != nil {
 			return nil, err
 		}
 		if err := enqueueKV(ctx, tx, key); err != nil {
@@ -161,20 +161,13 @@ func (s *Service) putSecrets(ctx context.Context, tx pgx.Tx, r *Route, secrets m
 	return names, nil
 }
 
-// heldSecrets returns the names of the secrets route id holds.
-func heldSecrets(ctx context.Context, tx pgx.Tx, routeID int64) ([]string, error) {
-	rows, _ := tx.Query(ctx, `SELECT name FROM token.route_secrets WHERE route_id = $1`, routeID)
-	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
 // dropUnreferencedSecrets deletes the secrets of route r that refs no
 // longer names, and enqueues their KV deletes.
 func dropUnreferencedSecrets(ctx context.Context, tx pgx.Tx, r *Route, refs []string) ([]string, error) {
 	if refs == nil {
 		refs = []string{}
 	}
-	rows, _ := tx.Query(ctx, `DELETE FROM token.route_secrets WHERE route_id = $1 AND NOT (name = ANY($2)) RETURNING name`, r.ID, refs)
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	names, err := queries.DeleteRouteSecretsExcept(ctx, tx, store.DeleteRouteSecretsExceptParams{RouteID: r.ID, Keep: refs})
 	if err != nil {
 		return nil, err
 	}
@@ -189,17 +182,20 @@ func dropUnreferencedSecrets(ctx context.Context, tx pgx.Tx, r *Route, refs []st
 // ListRoutes returns every route, newest first. Any authenticated caller
 // may read routes (the scope picker needs them).
 func (s *Service) ListRoutes(ctx context.Context) ([]*Route, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+routeColumns+` FROM token.routes ORDER BY created_at DESC, id DESC`)
+	rows, err := queries.ListRoutes(ctx, s.Pool)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Route, error) { return scanRoute(r) })
+	out := make([]*Route, len(rows))
+	for i, row := range rows {
+		out[i], _ = routeOf(row, nil)
+	}
+	return out, nil
 }
 
 // ListRouteTags returns the distinct tags of all routes, sorted.
 func (s *Service) ListRouteTags(ctx context.Context) ([]string, error) {
-	rows, _ := s.Pool.Query(ctx, `SELECT DISTINCT unnest(tags) AS tag FROM token.routes ORDER BY tag`)
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return queries.ListRouteTags(ctx, s.Pool)
 }
 
 // RoutePatch is an update; nil fields stay as they are. AuthConfigSet with a
@@ -224,7 +220,7 @@ func (s *Service) UpdateRoute(ctx context.Context, p *auth.Principal, id int64, 
 	}
 	var out *Route
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		old, err := scanRoute(tx.QueryRow(ctx, `SELECT `+routeColumns+` FROM token.routes WHERE id = $1 FOR UPDATE`, id))
+		old, err := routeOf(queries.LockRoute(ctx, tx, id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errs.NotFound("Route not found")
 		}
@@ -258,18 +254,15 @@ func (s *Service) UpdateRoute(ctx context.Context, p *auth.Principal, id int64, 
 		if err != nil {
 			return err
 		}
-		held, err := heldSecrets(ctx, tx, id)
+		held, err := queries.HeldSecretNames(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		if err := checkSecretsHeld(refs, held, in.Secrets); err != nil {
 			return err
 		}
-		r, err := scanRoute(tx.QueryRow(ctx, `
-			UPDATE token.routes SET name = $2, backend_url = $3, description = $4, tags = $5, backend_auth_type = $6,
-			  backend_auth_config = $7::jsonb, updated_at = now()
-			WHERE id = $1 RETURNING `+routeColumns,
-			id, m.Name, m.BackendURL, m.Description, m.Tags, m.AuthType, configJSON(m.AuthConfig)))
+		r, err := routeOf(queries.UpdateRoute(ctx, tx, store.UpdateRouteParams{ID: id, Name: m.Name, BackendUrl: m.BackendURL,
+			Description: m.Description, Tags: m.Tags, BackendAuthType: m.AuthType, BackendAuthConfig: configJSON(m.AuthConfig)}))
 		if err != nil {
 			return err
 		}
@@ -297,7 +290,7 @@ func (s *Service) DeleteRoute(ctx context.Context, p *auth.Principal, id int64) 
 		return err
 	}
 	return db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		r, err := scanRoute(tx.QueryRow(ctx, `SELECT `+routeColumns+` FROM token.routes WHERE id = $1 FOR UPDATE`, id))
+		r, err := routeOf(queries.LockRoute(ctx, tx, id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errs.NotFound("Route not found")
 		}
@@ -308,7 +301,7 @@ func (s *Service) DeleteRoute(ctx context.Context, p *auth.Principal, id int64) 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM token.routes WHERE id = $1`, id); err != nil {
+		if err := queries.DeleteRoute(ctx, tx, id); err != nil {
 			return err
 		}
 		if err := enqueueKV(ctx, tx, routesKey); err != nil {
