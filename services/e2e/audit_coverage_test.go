@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -564,6 +566,25 @@ func TestAuditCoverage(t *testing.T) {
 		name := shapeFileName(i, c.step.endpoint, c.step.as)
 		checkReads(t, name, c.reads, exp)
 		assertShapeGolden(t, name, c.reads, placeholders)
+	}
+
+	// The CSV export (GET /api/dashboard/audit-logs/export) carries the
+	// same details, as JSON in its details column.
+	exported := s.teamMust(t, 200, "GET", "/api/dashboard/audit-logs/export", s.adminKey, "")
+	recs, err := csv.NewReader(bytes.NewReader(exported.Body)).ReadAll()
+	if err != nil || len(recs) < 2 {
+		t.Fatalf("export: %v %s", err, exported.Body)
+	}
+	col := slices.Index(recs[0], "details")
+	for _, rec := range recs[1:] {
+		var d map[string]any
+		if err := json.Unmarshal([]byte(rec[col]), &d); err != nil {
+			t.Errorf("export row %s: details %q is not JSON", rec[0], rec[col])
+			continue
+		}
+		if n, _ := d["name"].(string); n == "" {
+			t.Errorf("export row %s (%s %s): no name in %v", rec[0], rec[2], rec[3], d)
+		}
 	}
 
 	// The chain holds.
