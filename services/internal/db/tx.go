@@ -72,6 +72,7 @@ const (
 	codeForeignKeyViolation  = "23503"
 	codeSerializationFailure = "40001"
 	codeDeadlockDetected     = "40P01"
+	codeDuplicateDatabase    = "42P04"
 )
 
 func pgCode(err error) string {
@@ -94,6 +95,10 @@ func IsUniqueViolation(err error) bool { return pgCode(err) == codeUniqueViolati
 
 // IsForeignKeyViolation reports whether err is a foreign key violation.
 func IsForeignKeyViolation(err error) bool { return pgCode(err) == codeForeignKeyViolation }
+
+// IsDuplicateDatabase reports whether err says a database of that name
+// already exists.
+func IsDuplicateDatabase(err error) bool { return pgCode(err) == codeDuplicateDatabase }
 
 // ConstraintName returns the name of the constraint err violated, or "".
 // Stores use it to tell which unique key a duplicate hit.

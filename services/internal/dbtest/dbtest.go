@@ -12,7 +12,9 @@ package dbtest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -33,11 +35,22 @@ const EnvVar = "TM_TEST_DATABASE_URL"
 // the test ends, and returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	return newDatabase(t, "")
+}
+
+// newDatabase creates a database as a copy of template ("" for an empty
+// one), dropped when the test ends, and returns its URL.
+func newDatabase(t testing.TB, template string) string {
+	t.Helper()
 	admin, adminURL := adminPool(t)
 	name := databaseName(t.Name())
 	ctx := context.Background()
 	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
+	create := "CREATE DATABASE " + ident
+	if template != "" {
+		create += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := admin.Exec(ctx, create); err != nil {
 		t.Fatalf("dbtest: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
@@ -51,24 +64,102 @@ func NewDatabase(t testing.TB) string {
 	return u.String()
 }
 
-// NewPool creates a database as NewDatabase does, applies the migration
-// sets to it in order, and returns a pool on it that is closed when the
-// test ends.
+// NewPool creates a database as NewDatabase does, in the state the
+// migration sets build when applied in order, and returns a pool on it that
+// is closed when the test ends.
+//
+// The migrations run once per server for each distinct list of sets: into a
+// template database named by their fingerprint, which every later test
+// clones (CREATE DATABASE … TEMPLATE, a file copy) instead of migrating
+// again. The template is built under a temporary name and renamed when
+// complete, so a concurrent test process never clones a half-migrated one.
 func NewPool(t testing.TB, sets ...migrate.Set) *pgxpool.Pool {
 	t.Helper()
-	dbURL := NewDatabase(t)
-	ctx := context.Background()
-	pool, err := db.Connect(ctx, dbURL, db.WithApplicationName("dbtest"))
+	var dbURL string
+	if len(sets) == 0 {
+		dbURL = NewDatabase(t)
+	} else {
+		tpl, err := template(t, sets)
+		if err != nil {
+			t.Fatalf("dbtest: %v", err)
+		}
+		dbURL = newDatabase(t, tpl)
+	}
+	pool, err := db.Connect(context.Background(), dbURL, db.WithApplicationName("dbtest"))
 	if err != nil {
 		t.Fatalf("dbtest: %v", err)
 	}
 	t.Cleanup(pool.Close) // runs before the database is dropped
+	return pool
+}
+
+// templates holds, per fingerprint of a list of sets, the name of its
+// template database once this process has made sure it exists.
+var templates sync.Map // string -> func() (string, error)
+
+// template returns the name of the template database of sets, creating it
+// if no process has yet.
+func template(t testing.TB, sets []migrate.Set) (string, error) {
+	h := sha256.New()
+	for _, s := range sets {
+		fp, err := s.Fingerprint()
+		if err != nil {
+			return "", err
+		}
+		h.Write([]byte(fp))
+	}
+	name := "tmtpl_" + hex.EncodeToString(h.Sum(nil))[:24]
+	admin, adminURL := adminPool(t)
+	once, _ := templates.LoadOrStore(name, sync.OnceValues(func() (string, error) {
+		return name, buildTemplate(admin, adminURL, name, sets)
+	}))
+	return once.(func() (string, error))()
+}
+
+// buildTemplate creates template database name with sets applied, unless
+// it already exists.
+func buildTemplate(admin *pgxpool.Pool, adminURL *url.URL, name string, sets []migrate.Set) error {
+	ctx := context.Background()
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	building := name + "_" + hex.EncodeToString(rnd[:])
+	ident := pgx.Identifier{building}.Sanitize()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
+		return fmt.Errorf("create template %s: %w", building, err)
+	}
+	dropBuilding := func() { _, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)") }
+	u := *adminURL
+	u.Path = "/" + building
+	pool, err := db.Connect(ctx, u.String(), db.WithApplicationName("dbtest"))
+	if err != nil {
+		dropBuilding()
+		return err
+	}
 	for _, s := range sets {
 		if _, err := migrate.Up(ctx, pool, s); err != nil {
-			t.Fatalf("dbtest: %v", err)
+			pool.Close()
+			dropBuilding()
+			return err
 		}
 	}
-	return pool
+	pool.Close() // a template is copied only while nobody is connected to it
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+ident+" RENAME TO "+pgx.Identifier{name}.Sanitize())
+	if db.IsDuplicateDatabase(err) {
+		dropBuilding() // another process finished first; its template is the same
+		return nil
+	}
+	if err != nil {
+		dropBuilding()
+		return fmt.Errorf("rename template %s: %w", building, err)
+	}
+	return nil
 }
 
 // adminPool returns the pool on the admin URL, shared by every test of the

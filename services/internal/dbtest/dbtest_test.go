@@ -58,6 +58,35 @@ func TestNewPoolAppliesMigrations(t *testing.T) {
 	}
 }
 
+// TestNewPoolClonesOneTemplate: the migrations of a list of sets run once,
+// into one template; every pool is a copy of it and sees only its own rows;
+// a change to any file makes a new template.
+func TestNewPoolClonesOneTemplate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const marker = "dbtest_tpl"
+	sets := func(sql string) migrate.Set {
+		return migrate.Set{Schema: marker, FS: fstest.MapFS{"0001_a.sql": {Data: []byte(sql)}}}
+	}
+	v1 := sets("CREATE TABLE " + marker + ".a (id int); INSERT INTO " + marker + ".a VALUES (1)")
+	a, b := dbtest.NewPool(t, v1), dbtest.NewPool(t, v1)
+	_, err := a.Exec(ctx, "INSERT INTO "+marker+".a VALUES (2)")
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, b.QueryRow(ctx, "SELECT count(*) FROM "+marker+".a").Scan(&n))
+	require.Equal(t, 1, n, "a clone sees another clone's rows")
+	c := dbtest.NewPool(t, sets("CREATE TABLE "+marker+".a (id int)"))
+	require.NoError(t, c.QueryRow(ctx, "SELECT count(*) FROM "+marker+".a").Scan(&n))
+	require.Equal(t, 0, n, "a changed migration reused the old template")
+	fps := map[string]bool{}
+	for _, s := range []migrate.Set{v1, sets("CREATE TABLE " + marker + ".a (id int)")} {
+		fp, err := s.Fingerprint()
+		require.NoError(t, err)
+		fps[fp] = true
+	}
+	require.Len(t, fps, 2)
+}
+
 // TestWithoutServer runs this test binary again without TM_TEST_DATABASE_URL
 // and checks that a database test is skipped, or fails under CI.
 func TestWithoutServer(t *testing.T) {

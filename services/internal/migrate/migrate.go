@@ -237,3 +237,19 @@ func lockKey(schema string) int64 {
 	h.Write([]byte("tokenmanager/migrate/" + schema))
 	return int64(h.Sum64())
 }
+
+// Fingerprint identifies the schema s builds: its name and every file's
+// name and content. Two sets with the same fingerprint migrate a database
+// to the same state (dbtest keys its template databases by it).
+func (s Set) Fingerprint() (string, error) {
+	ms, err := s.load()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n", s.Schema)
+	for _, m := range ms {
+		fmt.Fprintf(h, "%s %s\n", m.name, m.checksum)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
