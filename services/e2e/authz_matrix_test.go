@@ -396,6 +396,27 @@ func TestAuthzMatrix(t *testing.T) {
 			}
 		}
 	}
+	// Requests that reach for team B's data by other doors than a route's
+	// resource: filters, ids and names of team B in queries and bodies.
+	// Every outsider of team B gets one of the statuses listed, with no
+	// trace of team B beyond what it sent.
+	for _, pr := range hostileProbes {
+		for _, c := range allCallers {
+			if slices.Contains(insidersOfB, c) || slices.Contains(unauthenticated, c) {
+				continue
+			}
+			path, body := w.expand(pr.path, otherTeam), w.expand(pr.body, otherTeam)
+			resp := s.teamReq(t, pr.method, path, w.credential(c), body)
+			requests++
+			label := pr.method + " " + path
+			if !slices.Contains(pr.statuses, resp.Status) {
+				t.Errorf("%s as %s: %d %s, want one of %v", label, c, resp.Status, truncateBody(resp.Body), pr.statuses)
+			}
+			if leak := leakOf(path+" "+body, resp.Body); leak != "" {
+				t.Errorf("%s as %s: %d answer shows team B's data (%s): %s", label, c, resp.Status, leak, truncateBody(resp.Body))
+			}
+		}
+	}
 	// The answers to team B's insiders that must show team B's data.
 	for _, k := range []string{"GET /api/tokens", "GET /api/teams", "GET /api/users", "GET /api/teams/{team_id}/members",
 		"GET /api/usage/stats", "GET /api/usage/route", "GET /api/dashboard/audit-logs", "GET /api/dashboard/audit-logs/export",
@@ -405,6 +426,38 @@ func TestAuthzMatrix(t *testing.T) {
 		}
 	}
 	t.Logf("%d routes, %d callers, %d requests", len(routes), len(allCallers), requests)
+}
+
+// hostileProbes are the requests of the matrix's second part; {team} and
+// {token} are team B's, {target} a VIEWER of team B.
+var hostileProbes = []struct {
+	method, path, body string
+	statuses           []int
+}{
+	// Audit filters naming team B or its people: refused, or nothing.
+	{"GET", "/api/dashboard/audit-logs?team_id={team}", "", []int{403}},
+	{"GET", "/api/dashboard/audit-logs/export?team_id={team}", "", []int{403}},
+	{"GET", "/api/dashboard/audit-logs?actor=bsecret-member%40example.com", "", []int{200}},
+	{"GET", "/api/dashboard/audit-logs?actor=user_bsecret_member&limit=200", "", []int{200}},
+	{"GET", "/api/dashboard/audit-logs?entity_type=admin_key", "", []int{200}},
+	{"GET", "/api/dashboard/audit-logs?entity_type=team&action=create", "", []int{200}},
+	{"GET", "/api/dashboard/audit-logs/export?entity_type=invitation", "", []int{200}},
+	// Usage of the route team B's token was used on, of team B's token.
+	{"GET", "/api/usage/route?route_path=" + sharedRouteQuery + "&limit=500", "", []int{200}},
+	{"GET", "/api/usage/route?limit=500", "", []int{200}},
+	{"GET", "/api/usage/token/{token}?limit=500", "", []int{404}},
+	// Team B's token by id, whatever the verb.
+	{"PUT", "/api/tokens/{token}", `{"scopes":["*"]}`, []int{404}},
+	{"PUT", "/api/tokens/{token}", `{"description":"x"}`, []int{404}},
+	{"POST", "/api/tokens/{token}/rotate", `{"grace_period_seconds":0}`, []int{404}},
+	// Team B's people in team B.
+	{"DELETE", "/api/users/{target}/team-membership/{team}", "", []int{403}},
+	{"PUT", "/api/users/{target}/team-role", `{"team_id":"{team}","role":"ADMIN"}`, []int{403}},
+	// Team B's id where a new team's would go.
+	{"POST", "/api/teams", `{"id":"{team}","name":"Takeover"}`, []int{403, 409}},
+	{"POST", "/api/tokens", `{"name":"x","team_id":"{team}","scopes":["*"],"expires_days":1}`, []int{403}},
+	{"POST", "/api/invitations", `{"email":"m-probe@example.com","team_roles":{"{team}":"ADMIN"}}`, []int{403}},
+	{"PUT", "/api/teams/{team}", `{"name":"Renamed"}`, []int{403}},
 }
 
 // leakOf returns the first piece of team B's data in body that the request
