@@ -17,37 +17,6 @@ type errorBody struct {
 	Detail string `json:"detail"`
 }
 
-// httpStatus maps a gRPC code to the HTTP status the contract uses. It is
-// grpc-gateway's mapping with the cases the dashboard cares about pinned.
-func httpStatus(c codes.Code) int {
-	switch c {
-	case codes.OK:
-		return http.StatusOK
-	case codes.InvalidArgument, codes.OutOfRange, codes.FailedPrecondition:
-		return http.StatusBadRequest
-	case codes.Unauthenticated:
-		return http.StatusUnauthorized
-	case codes.PermissionDenied:
-		return http.StatusForbidden
-	case codes.NotFound:
-		return http.StatusNotFound
-	case codes.AlreadyExists, codes.Aborted:
-		return http.StatusConflict
-	case codes.ResourceExhausted:
-		return http.StatusTooManyRequests
-	case codes.Unimplemented:
-		return http.StatusNotImplemented
-	case codes.Unavailable:
-		return http.StatusServiceUnavailable
-	case codes.DeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case codes.Canceled:
-		return 499 // client closed request; nobody reads it
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // clientDetail is the message a client sees for an error. Services already
 // send client-safe messages; what is replaced here are errors produced by the
 // transport (connection refused, with internal addresses) or the unknown.
@@ -70,7 +39,7 @@ func clientDetail(st *status.Status) string {
 		msg = strings.TrimPrefix(msg, "syntax error ")
 	}
 	if msg == "" {
-		msg = http.StatusText(httpStatus(st.Code()))
+		msg = http.StatusText(runtime.HTTPStatusFromCode(st.Code()))
 	}
 	return msg
 }
@@ -89,7 +58,9 @@ func writeError(w http.ResponseWriter, code int, detail string) {
 func errorHandler(log *slog.Logger) runtime.ErrorHandlerFunc {
 	return func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 		st := status.Convert(err)
-		code := httpStatus(st.Code())
+		// grpc-gateway's mapping; TestStatusCodesTheDashboardReadsArePinned
+		// holds it to what the contract and the dashboard expect.
+		code := runtime.HTTPStatusFromCode(st.Code())
 		if st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "request body too large") {
 			code = http.StatusRequestEntityTooLarge
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -207,6 +208,25 @@ func TestErrorsBecomeDetailWithStatus(t *testing.T) {
 		// A cross-origin page can read Retry-After only when it is exposed.
 		if e := rec.Header().Get("Access-Control-Expose-Headers"); !strings.Contains(e, "Retry-After") {
 			t.Errorf("%v: Access-Control-Expose-Headers %q lacks Retry-After", c.err, e)
+		}
+	}
+}
+
+// TestStatusCodesTheDashboardReadsArePinned: the gateway uses grpc-gateway's
+// code → status mapping; these are the statuses the contract and the v2.7
+// dashboard depend on (its forms show 400/409 details, it signs in again on
+// 401, backs off on 503), so an upgrade that moves one fails here.
+func TestStatusCodesTheDashboardReadsArePinned(t *testing.T) {
+	want := map[codes.Code]int{
+		codes.OK: 200, codes.InvalidArgument: 400, codes.FailedPrecondition: 400, codes.OutOfRange: 400,
+		codes.Unauthenticated: 401, codes.PermissionDenied: 403, codes.NotFound: 404,
+		codes.AlreadyExists: 409, codes.Aborted: 409, codes.ResourceExhausted: 429, codes.Canceled: 499,
+		codes.Internal: 500, codes.Unknown: 500, codes.DataLoss: 500, codes.Unimplemented: 501,
+		codes.Unavailable: 503, codes.DeadlineExceeded: 504,
+	}
+	for c, status := range want {
+		if got := runtime.HTTPStatusFromCode(c); got != status {
+			t.Errorf("%v → %d, want %d", c, got, status)
 		}
 	}
 }
