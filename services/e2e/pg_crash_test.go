@@ -299,6 +299,23 @@ func TestPostgresCrashRestart(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Then an operator (or a failover) ends every session of the stack,
+	// five times: each open connection gets 57P01 admin_shutdown, which is
+	// Unavailable as well.
+	time.Sleep(time.Second)
+	phase.Store("terminated")
+	var terminated int64
+	for range 5 {
+		s.withDB(t, func(ctx context.Context, c *pgx.Conn) error {
+			var n int64
+			err := c.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&n)
+			terminated += n
+			return err
+		})
+		time.Sleep(300 * time.Millisecond)
+	}
+	phase.Store("after")
 	time.Sleep(2 * time.Second) // more load after recovery
 	close(stop)
 	wg.Wait()
@@ -338,7 +355,7 @@ func TestPostgresCrashRestart(t *testing.T) {
 	for problem, n := range wrong {
 		t.Errorf("%d× %s", n, problem)
 	}
-	for _, ph := range []string{"before", "down", "restarting", "after"} {
+	for _, ph := range []string{"before", "down", "restarting", "terminated", "after"} {
 		t.Logf("%-10s %v", ph, counts[ph])
 	}
 	t.Logf("PostgreSQL down for %v; every request kind succeeded %v after the restart; %d requests, %d tokens and %d usage events acknowledged",
@@ -348,6 +365,10 @@ func TestPostgresCrashRestart(t *testing.T) {
 	if counts["down"][503] == 0 {
 		t.Errorf("no 503 while PostgreSQL was down: the crash was not observed")
 	}
+	if terminated == 0 {
+		t.Errorf("pg_terminate_backend ended no session of the stack")
+	}
+	t.Logf("%d sessions terminated", terminated)
 	if counts["before"][200] == 0 || counts["after"][200] == 0 {
 		t.Errorf("no success before or after the outage: %v", counts)
 	}
