@@ -40,6 +40,7 @@ const (
 	teamAdmin    caller = "ADMIN of the team"
 	noTeam       caller = "signed in, no team"
 	coreDev      caller = "DEVELOPER of core-team"
+	claimer      caller = "ADMIN in Clerk metadata only"
 	otherAdmin   caller = "ADMIN of another team"
 	globalAdmin  caller = "global ADMIN"
 	teamKey      caller = "admin key of the team"
@@ -48,12 +49,12 @@ const (
 
 var (
 	allCallers = []caller{noCredential, malformedJWT, expiredJWT, foreignAZP, revokedKey,
-		viewer, developer, manager, teamAdmin, noTeam, coreDev, otherAdmin, globalAdmin, teamKey, adminKey}
+		viewer, developer, manager, teamAdmin, noTeam, coreDev, claimer, otherAdmin, globalAdmin, teamKey, adminKey}
 	// unauthenticated callers get 401 from every non-anonymous endpoint.
 	unauthenticated = []caller{noCredential, malformedJWT, expiredJWT, foreignAZP, revokedKey}
 	// Convenient sets for the allow lists, relative to the team the request
 	// addresses ("the team").
-	everyone      = []caller{viewer, developer, manager, teamAdmin, noTeam, coreDev, otherAdmin, globalAdmin, teamKey, adminKey}
+	everyone      = []caller{viewer, developer, manager, teamAdmin, noTeam, coreDev, claimer, otherAdmin, globalAdmin, teamKey, adminKey}
 	teamMembers   = []caller{viewer, developer, manager, teamAdmin, globalAdmin, teamKey, adminKey}
 	tokenCreators = []caller{developer, manager, teamAdmin, globalAdmin, teamKey, adminKey}
 	teamManagers  = []caller{manager, teamAdmin, globalAdmin, teamKey, adminKey}
@@ -61,7 +62,7 @@ var (
 	globalOnly    = []caller{globalAdmin, adminKey}
 	someTeamAdmin = []caller{teamAdmin, otherAdmin, globalAdmin, teamKey, adminKey}
 	// outsiders hold no role in the team the request addresses.
-	outsiders = []caller{noTeam, coreDev, otherAdmin}
+	outsiders = []caller{noTeam, coreDev, claimer, otherAdmin}
 	// insidersOfB may read team B's data; everyone else is an outsider of
 	// team B and must never see any of it.
 	insidersOfB = []caller{otherAdmin, globalAdmin, adminKey}
@@ -518,6 +519,9 @@ func setUpMatrix(t *testing.T, s *stack) *matrixWorld {
 		{ID: "user_mgr", Email: "mgr@example.com"}, {ID: "user_admin", Email: "admin@example.com"},
 		{ID: "user_loner", Email: "loner@example.com"}, {ID: "user_other", Email: "other@example.com"},
 		{ID: "user_core_dev", Email: "core-dev@example.com"},
+		// Claims every role in Clerk's metadata (and in the session's
+		// claims), holds none in PostgreSQL: the claims count for nothing.
+		{ID: "user_claimer", Email: "claimer@example.com", PublicMetadata: claimedRoles},
 		{ID: "user_global", Email: "global@example.com"}, {ID: "user_target", Email: "target@example.com"},
 		// Team B's own people.
 		{ID: "user_bsecret_member", Email: "bsecret-member@example.com", FirstName: "Bsecret"},
@@ -608,6 +612,12 @@ func setUpMatrix(t *testing.T, s *stack) *matrixWorld {
 	return w
 }
 
+// claimedRoles is what claimer claims.
+var claimedRoles = map[string]any{
+	"tokenManager:teamRoles":  map[string]any{matrixTeam: "ADMIN", otherTeam: "ADMIN", "core-team": "ADMIN"},
+	"tokenManager:globalRole": "ADMIN",
+}
+
 // credential is caller c's bearer credential. Session tokens live a
 // minute: a fresh one is minted for every request.
 func (w *matrixWorld) credential(c caller) string {
@@ -626,6 +636,9 @@ func (w *matrixWorld) credential(c caller) string {
 		return w.revoked
 	case teamKey:
 		return w.key
+	case claimer:
+		return w.s.clerk.SessionToken(w.t, "user_claimer", authtest.Claims(map[string]any{
+			"metadata": claimedRoles, "public_metadata": claimedRoles, "publicMetadata": claimedRoles}))
 	case adminKey:
 		return w.s.adminKey
 	}
