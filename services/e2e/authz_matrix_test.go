@@ -16,18 +16,26 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth/authtest"
 )
 
-// The authorization matrix: every REST endpoint of the gateway × every kind
-// of caller → the status it must get. The endpoints come from the gateway's
-// route table (gateway/http_rules.yaml plus the two hand-written routes), so
-// an endpoint added without an entry in matrixExpectations fails the test.
+// The authorization matrix, the hostile suite of issue 11: every REST
+// endpoint of the gateway × every principal of a two-team setup → the
+// status it must get (contract §5.4 with our deliberate changes: 404 for
+// by-id operations outside the caller's teams, /api/users scoped to the
+// teams the caller manages, reveal MANAGER and up). The endpoints come from
+// the gateway's route table (gateway/http_rules.yaml plus the two
+// hand-written routes), so an endpoint added without an entry in
+// matrixExpectations fails the test. Requests about a team run once about
+// team A and once about team B; every datum of team B carries a marker, and
+// no answer to someone without a role in team B may contain it.
 
 // caller is a kind of caller of the matrix.
 type caller string
 
 // The principals of a two-team setup: team A (matrixTeam) with one person
 // of each role and an admin key scoped to it, team B (otherTeam) with its
-// ADMIN, a signed-in person without any team, a global ADMIN (a person), the
-// global admin key, and the ways of not being authenticated.
+// ADMIN, a signed-in person without any team, a DEVELOPER of core-team
+// (routes), a person whose Clerk metadata and session claim every role but
+// who holds none, a global ADMIN (a person), the global admin key, and the
+// ways of not being authenticated.
 const (
 	noCredential caller = "no credential"
 	malformedJWT caller = "malformed JWT"
