@@ -380,6 +380,9 @@ func TestAuthzMatrix(t *testing.T) {
 					if leak := leakOf(path+" "+body, resp.Body); leak != "" {
 						t.Errorf("%s as %s: %d answer shows team B's data (%s): %s", label, c, resp.Status, leak, truncateBody(resp.Body))
 					}
+					if team == otherTeam && !slices.Contains(unauthenticated, c) {
+						w.sameAsGhost(label, c, r.Method, cmpStr(e.path, r.Path), e, resp)
+					}
 				} else if resp.Status == 200 && strings.Contains(strings.ToLower(string(resp.Body)), marker) {
 					insiderSaw[k] = true
 				}
@@ -520,8 +523,8 @@ type matrixWorld struct {
 // that team A's were used on too.
 func setUpMatrix(t *testing.T, s *stack) *matrixWorld {
 	t.Helper()
-	w := &matrixWorld{t: t, s: s, token: map[string]string{}, target: map[string]string{
-		matrixTeam: "user_target", otherTeam: "user_bsecret_target"}}
+	w := &matrixWorld{t: t, s: s, token: map[string]string{ghostTeam: "987654321"}, target: map[string]string{
+		matrixTeam: "user_target", otherTeam: "user_bsecret_target", ghostTeam: "user_bsecret_ghost"}}
 	for _, u := range []authtest.FakeUser{
 		{ID: "user_viewer", Email: "viewer@example.com"}, {ID: "user_dev", Email: "dev@example.com"},
 		{ID: "user_mgr", Email: "mgr@example.com"}, {ID: "user_admin", Email: "admin@example.com"},
@@ -686,12 +689,42 @@ func (w *matrixWorld) newRoute() string {
 	return b.ID.String()
 }
 
+// ghostTeam is a team that does not exist, with a token id and a person
+// that do not either: to an outsider, team B must look just like it.
+const ghostTeam = "bsecret-ghost"
+
+// sameAsGhost checks that the answer to c about team B (resp) is the answer
+// about the ghost team, with the ids swapped: a refusal must not tell an
+// outsider whether a team, token or member exists.
+func (w *matrixWorld) sameAsGhost(label string, c caller, method, template string, e expectation, resp response) {
+	w.t.Helper()
+	path := w.expand(template, ghostTeam)
+	body := ""
+	if e.body != nil {
+		body = w.expand(e.body(c), ghostTeam)
+	}
+	ghost := w.s.teamReq(w.t, method, path, w.credential(c), body)
+	b, g := w.normalize(resp.Body, otherTeam), w.normalize(ghost.Body, ghostTeam)
+	if ghost.Status != resp.Status || resp.Status >= 400 && b != g {
+		w.t.Errorf("%s as %s: %d %s, but about a team that does not exist: %d %s — the answer tells what exists",
+			label, c, resp.Status, truncateBody(resp.Body), ghost.Status, truncateBody(ghost.Body))
+	}
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+// normalize replaces the ids of team's world in an answer by placeholders.
+func (w *matrixWorld) normalize(body []byte, team string) string {
+	s := strings.NewReplacer(team, "{team}", w.target[team], "{target}").Replace(string(body))
+	return digits.ReplaceAllString(s, "#")
+}
+
 // expand fills a path's or body's placeholders for a request about team.
 func (w *matrixWorld) expand(p, team string) string {
-	n := "a"
-	if team == otherTeam {
-		n = "b"
+	if team == ghostTeam {
+		p = strings.ReplaceAll(p, "{fresh-token}", "{token}")
 	}
+	n := map[string]string{matrixTeam: "a", otherTeam: "b", ghostTeam: "g"}[team]
 	p = strings.NewReplacer("{team}", team, "{token}", w.token[team], "{target}", w.target[team],
 		"{route}", w.route, "{n}", n).Replace(p)
 	if strings.Contains(p, "{fresh-token}") {

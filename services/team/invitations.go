@@ -52,12 +52,17 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 	if err != nil {
 		return InvitationView{}, err
 	}
+	// Whether the inviter may grant each role first: a team the inviter has
+	// no role in is refused alike whether it exists or not, so that the
+	// answer does not tell which team ids exist.
+	for _, t := range teams {
+		if err := authz.CanGrant(p, t, roles[t], ""); err != nil {
+			return InvitationView{}, err
+		}
+	}
 	for _, t := range teams {
 		if !exists[t] {
 			return InvitationView{}, errs.Invalid("Team does not exist: " + t)
-		}
-		if err := authz.CanGrant(p, t, roles[t], ""); err != nil {
-			return InvitationView{}, err
 		}
 	}
 	invitedAt := s.now().UTC().Format("2006-01-02T15:04:05.000000Z")

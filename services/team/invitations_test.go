@@ -41,7 +41,10 @@ func TestInvitations(t *testing.T) {
 		{"no domain dot", admin, "joe@localhost", nil, codes.InvalidArgument},
 		{"too long", admin, strings.Repeat("a", 250) + "@example.com", nil, codes.InvalidArgument},
 		{"unknown role", admin, "n@example.com", map[string]string{"alpha": "OWNER"}, codes.InvalidArgument},
-		{"unknown team", admin, "n@example.com", map[string]string{"ghost": "VIEWER"}, codes.InvalidArgument},
+		{"unknown team", root, "n@example.com", map[string]string{"ghost": "VIEWER"}, codes.InvalidArgument},
+		// Not "does not exist" to whom it is not a team of theirs: that
+		// would tell which team ids exist.
+		{"unknown team, asked by a team ADMIN", admin, "n@example.com", map[string]string{"ghost": "VIEWER"}, codes.PermissionDenied},
 		{"bad team id", admin, "n@example.com", map[string]string{"Bad Team": "VIEWER"}, codes.InvalidArgument},
 		{"team the inviter does not administer", admin, "n@example.com", map[string]string{"core-team": "ADMIN"}, codes.PermissionDenied},
 		{"manager in alpha grants MANAGER there", mgr, "n@example.com", map[string]string{"alpha": "MANAGER"}, codes.PermissionDenied},
