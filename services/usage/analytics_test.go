@@ -102,7 +102,7 @@ func TestStatsScopes(t *testing.T) {
 
 	// Names degrade, numbers stay.
 	h.token.down = true
-	h.svc.routesAt = time.Time{}
+	h.svc.analytics.names.routesAt = time.Time{}
 	st, err = h.svc.Stats(as(globalAdmin))
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/dbtest"
+	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
 // benchEvents is how many events the analytics benchmarks store
@@ -49,7 +50,7 @@ func generateUsage(b *testing.B, h *harness, n int) {
 		b.Fatal(err)
 	}
 	// The ingest statement's own rollup CTEs, over every stored event.
-	if _, err := h.pool.Exec(ctx, "WITH "+rollupCTEs("usage.events")+" SELECT 1"); err != nil {
+	if err := queries.RollupAllEvents(ctx, h.pool); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := h.pool.Exec(ctx, "VACUUM ANALYZE usage.events, usage.rollup_daily, usage.rollup_dim"); err != nil {
@@ -133,30 +134,42 @@ func BenchmarkAnalytics(b *testing.B) {
 		naiveO.add(time.Since(t0))
 	}
 	// Where the time goes: each query of the stats page alone, global scope.
-	all := scope{all: true}
+	all := store.Scope{All: true}
 	now := time.Now()
 	since := dayOf(now).AddDate(0, 0, -6)
-	topTok, _ := topKeys(ctx, h.pool, "token", all, since, 10, false)
-	topRt, _ := topKeys(ctx, h.pool, "route_all", all, since, 10, true)
+	tokens := store.RollupFilter{Dim: store.DimToken, Scope: all, Since: since}
+	rts := store.RollupFilter{Dim: store.DimRouteAll, Scope: all, Since: since}
+	topTok, _ := queries.TopKeys(ctx, h.pool, tokens, 10, false)
+	topRt, _ := queries.TopKeys(ctx, h.pool, rts, 10, true)
+	withKeys := func(f store.RollupFilter, since time.Time, keys []string) store.RollupFilter {
+		f.Since, f.Keys = since, keys
+		return f
+	}
 	for _, st := range []struct {
 		name string
 		f    func() error
 	}{
 		{"totals", func() error { _, err := totals(ctx, h.pool, all); return err }},
-		{"hourly", func() error { _, err := hourly(ctx, h.pool, all, now.Add(-24*time.Hour)); return err }},
-		{"top_tokens", func() error { _, err := topKeys(ctx, h.pool, "token", all, since, 10, false); return err }},
-		{"token_aggs", func() error { _, _, err := dimAggs(ctx, h.pool, "token", all, since, topTok); return err }},
+		{"hourly", func() error {
+			_, err := queries.HourlyTotals(ctx, h.pool, store.HourlyTotalsParams{Since: now.Add(-24 * time.Hour), AllTeams: true, TeamIds: []string{}})
+			return err
+		}},
+		{"top_tokens", func() error { _, err := queries.TopKeys(ctx, h.pool, tokens, 10, false); return err }},
+		{"token_aggs", func() error { _, _, err := dimAggs(ctx, h.pool, withKeys(tokens, since, topTok)); return err }},
 		{"token_anomaly", func() error {
-			_, err := hourlyCalls(ctx, h.pool, "token", all, now.Add(-anomalyWindow), topTok)
+			_, err := hourlyCalls(ctx, h.pool, withKeys(tokens, now.Add(-anomalyWindow), topTok))
 			return err
 		}},
-		{"top_routes", func() error { _, err := topKeys(ctx, h.pool, "route_all", all, since, 10, true); return err }},
-		{"route_aggs", func() error { _, _, err := dimAggs(ctx, h.pool, "route_all", all, since, topRt); return err }},
+		{"top_routes", func() error { _, err := queries.TopKeys(ctx, h.pool, rts, 10, true); return err }},
+		{"route_aggs", func() error { _, _, err := dimAggs(ctx, h.pool, withKeys(rts, since, topRt)); return err }},
 		{"route_anomaly", func() error {
-			_, err := hourlyCalls(ctx, h.pool, "route_all", all, now.Add(-anomalyWindow), topRt)
+			_, err := hourlyCalls(ctx, h.pool, withKeys(rts, now.Add(-anomalyWindow), topRt))
 			return err
 		}},
-		{"recent_logs", func() error { _, err := recentLogs(ctx, h.pool, all, 100, ""); return err }},
+		{"recent_logs", func() error {
+			_, err := queries.RecentEvents(ctx, h.pool, store.EventFilter{Scope: all}, 100)
+			return err
+		}},
 	} {
 		var l latencies
 		for range 30 {

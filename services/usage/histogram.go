@@ -1,18 +1,16 @@
 package usage
 
-import "math"
+import (
+	"math"
 
-// latencyBounds are the inclusive upper bounds, in milliseconds, of the
-// latency histogram buckets of the rollups; one more bucket counts
-// everything above the last bound. Roughly 1-2-3-5 steps: a percentile
-// read from them is off by at most the width of its bucket (interpolated
-// linearly inside it), which is what a latency chart needs. Changing them
-// needs a migration that rebuilds the rollups.
-var latencyBounds = [...]int32{1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
-	1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000, 30000, 60000}
+	"github.com/tokenmanager/tokenmanager/services/usage/store"
+)
+
+// latencyBounds are the rollups' histogram bucket bounds (store.LatencyBounds).
+var latencyBounds = store.LatencyBounds
 
 // histBuckets is the length of a rollup's hist array.
-const histBuckets = len(latencyBounds) + 1
+const histBuckets = store.HistBuckets
 
 // bucketOf returns the histogram bucket of a latency.
 func bucketOf(ms int32) int {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
 func signed(secret string, body []byte, at time.Time) (sig, ts string) {
@@ -405,7 +406,7 @@ func TestPartitions(t *testing.T) {
 	if err := m.once(ctx); err != nil {
 		t.Fatal(err)
 	}
-	days, err := listPartitions(ctx, h.pool)
+	days, err := queries.PartitionDays(ctx, h.pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +436,7 @@ func TestPartitions(t *testing.T) {
 	}
 	var part string
 	_ = h.pool.QueryRow(ctx, "SELECT tableoid::regclass::text FROM usage.events").Scan(&part)
-	if part != "usage."+partitionName(late) {
+	if part != "usage."+store.PartitionName(late) {
 		t.Fatalf("stored in %s", part)
 	}
 }

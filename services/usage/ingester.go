@@ -16,8 +16,8 @@ import (
 
 // Ingester is the single writer of usage events. Requests hand their
 // events to it and wait; it commits whatever has queued up — many requests'
-// events — in one transaction (one multi-row INSERT … ON CONFLICT DO
-// NOTHING plus the rollup upserts), then answers each request. So an
+// events — in one transaction (one multi-row insert … on conflict do
+// nothing, plus the rollup upserts), then answers each request. So an
 // acknowledgement costs a share of one commit, and under load the batches
 // grow by themselves while the previous commit runs; nothing waits for a
 // timer.

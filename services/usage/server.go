@@ -5,7 +5,7 @@
 // Worker's HMAC signature, decodes one event or a batch, checks every token
 // hash with the token service, and hands the events to the Ingester: one
 // writer goroutine that commits the events of many concurrent requests in a
-// single transaction — INSERT … ON CONFLICT (event_id, used_at) DO NOTHING
+// single transaction — insert … on conflict (event_id, used_at) do nothing
 // into usage.events (partitioned by day) plus the hourly and daily rollups
 // of exactly the rows inserted — and answers each request once its events
 // are committed. A 2xx therefore means stored; a retry of the same events is
