@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/token/store"
 )
 
 // Resolved is a token found by one of its secrets' hashes.
@@ -19,19 +20,18 @@ type Resolved struct {
 
 // ResolveToken maps a secret's hash to its token (usage, audit).
 func (s *Service) ResolveToken(ctx context.Context, hash string) (*Resolved, error) {
-	var id int64
-	var validUntil *time.Time
-	err := s.Pool.QueryRow(ctx, `SELECT token_id, valid_until FROM token.token_secrets WHERE hash = $1`, hash).Scan(&id, &validUntil)
+	sec, err := queries.SecretByHash(ctx, s.Pool, hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errs.NotFound("Token not found")
 	}
 	if err != nil {
 		return nil, err
 	}
-	t, err := scanToken(s.Pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM token.tokens t WHERE t.id = $1`, id))
+	row, err := queries.AnyToken(ctx, s.Pool, sec.TokenID)
 	if err != nil {
 		return nil, err
 	}
+	t, validUntil := tokenOf((*store.TokenRow)(row)), sec.ValidUntil
 	r := &Resolved{Token: t, Status: t.Status(s.now()), Previous: validUntil != nil}
 	if r.Status == "active" && validUntil != nil && !validUntil.After(s.now()) {
 		r.Status = "expired" // this secret's grace period is over
@@ -50,17 +50,8 @@ func (s *Service) RecordTokenUse(ctx context.Context, uses map[string]time.Time)
 	for h, t := range uses {
 		hashes, times = append(hashes, h), append(times, t)
 	}
-	tag, err := s.Pool.Exec(ctx, `
-		UPDATE token.tokens t SET last_used = u.used_at
-		FROM (SELECT s.token_id, max(x.used_at) AS used_at
-		      FROM unnest($1::text[], $2::timestamptz[]) AS x(hash, used_at)
-		      JOIN token.token_secrets s ON s.hash = x.hash
-		      GROUP BY s.token_id) u
-		WHERE t.id = u.token_id AND (t.last_used IS NULL OR t.last_used < u.used_at)`, hashes, times)
-	if err != nil {
-		return 0, err
-	}
-	return int(tag.RowsAffected()), nil
+	n, err := queries.RecordTokenUse(ctx, s.Pool, store.RecordTokenUseParams{Hashes: hashes, UsedAt: times})
+	return int(n), err
 }
 
 // TokenRefs is a token with all its secrets' hashes.
@@ -74,19 +65,21 @@ func (s *Service) LookupTokens(ctx context.Context, ids []int64, hashes []string
 	if len(ids)+len(hashes) > 10000 {
 		return nil, errs.Invalid("at most 10000 ids and hashes per call")
 	}
-	rows, _ := s.Pool.Query(ctx, `SELECT `+tokenColumns+`,
-		  ARRAY(SELECT s.hash FROM token.token_secrets s WHERE s.token_id = t.id ORDER BY s.created_at)
-		FROM token.tokens t
-		WHERE t.id = ANY($1) OR t.id IN (SELECT token_id FROM token.token_secrets WHERE hash = ANY($2))
-		ORDER BY t.id`, ids, hashes)
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TokenRefs, error) {
-		var t Token
-		var ref TokenRefs
-		err := r.Scan(&t.ID, &t.Name, &t.TeamID, &t.CreatedBy, &t.Description, &t.Preview, &t.Scopes, &t.CreatedAt,
-			&t.ExpiresAt, &t.LastUsed, &t.RevokedAt, &t.GraceEndsAt, &ref.Hashes)
-		ref.Token = &t
-		return ref, err
-	})
+	if ids == nil {
+		ids = []int64{}
+	}
+	if hashes == nil {
+		hashes = []string{}
+	}
+	rows, err := queries.LookupTokens(ctx, s.Pool, store.LookupTokensParams{Ids: ids, Hashes: hashes})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TokenRefs, len(rows))
+	for i, r := range rows {
+		out[i] = TokenRefs{Token: tokenOf(&store.TokenRow{TokenToken: r.TokenToken, InGrace: r.InGrace}), Hashes: r.Hashes}
+	}
+	return out, nil
 }
 
 // StatsQuery selects the dashboard figures.
@@ -120,53 +113,43 @@ func (s *Service) TokenStats(ctx context.Context, q StatsQuery) (*Stats, error) 
 		q.Teams = []string{}
 	}
 	st := &Stats{}
-	const scope = `t.revoked_at IS NULL AND ($1 OR t.team_id = ANY($2))`
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM token.tokens t WHERE `+scope, q.All, q.Teams).Scan(&st.Total); err != nil {
+	var err error
+	if st.Total, err = queries.CountLiveTokens(ctx, s.Pool, store.CountLiveTokensParams{AllTeams: q.All, Teams: q.Teams}); err != nil {
 		return nil, err
 	}
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM token.routes`).Scan(&st.Routes); err != nil {
+	if st.Routes, err = queries.CountRoutes(ctx, s.Pool); err != nil {
 		return nil, err
 	}
-	rows, _ := s.Pool.Query(ctx, `SELECT t.team_id, count(*) FROM token.tokens t WHERE `+scope+` GROUP BY 1 ORDER BY 2 DESC, 1`, q.All, q.Teams)
-	for rows.Next() {
-		var c struct {
+	byTeam, err := queries.LiveTokensByTeam(ctx, s.Pool, store.LiveTokensByTeamParams{AllTeams: q.All, Teams: q.Teams})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range byTeam {
+		st.ByTeam = append(st.ByTeam, struct {
 			Team  string
 			Count int64
-		}
-		if err := rows.Scan(&c.Team, &c.Count); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		st.ByTeam = append(st.ByTeam, c)
+		}{c.TeamID, c.Count})
 	}
-	if err := rows.Err(); err != nil {
+	trend, err := queries.CreationTrend(ctx, s.Pool, store.CreationTrendParams{AllTeams: q.All, Teams: q.Teams, Days: int32(q.TrendDays)})
+	if err != nil {
 		return nil, err
 	}
-	rows, _ = s.Pool.Query(ctx, `
-		SELECT to_char(d, 'YYYY-MM-DD'), count(t.id)
-		FROM generate_series((now() AT TIME ZONE 'UTC')::date - ($3::int - 1), (now() AT TIME ZONE 'UTC')::date, interval '1 day') d
-		LEFT JOIN token.tokens t ON (t.created_at AT TIME ZONE 'UTC')::date = d::date AND `+scope+`
-		GROUP BY d ORDER BY d`, q.All, q.Teams, q.TrendDays)
-	for rows.Next() {
-		var c struct {
+	for _, c := range trend {
+		st.Trend = append(st.Trend, struct {
 			Date  string
 			Count int64
-		}
-		if err := rows.Scan(&c.Date, &c.Count); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		st.Trend = append(st.Trend, c)
+		}{c.Date, c.Count})
 	}
-	if err := rows.Err(); err != nil {
+	exp, err := queries.ExpiringTokens(ctx, s.Pool, store.ExpiringTokensParams{AllTeams: q.All, Teams: q.Teams,
+		Days: int32(q.ExpiringDays), MaxRows: int32(q.ExpiringLimit)})
+	if err != nil {
 		return nil, err
 	}
-	rows, _ = s.Pool.Query(ctx, `SELECT `+tokenColumns+` FROM token.tokens t WHERE `+scope+`
-		AND t.expires_at > now() AND t.expires_at <= now() + $3 * interval '1 day'
-		ORDER BY t.expires_at LIMIT $4`, q.All, q.Teams, q.ExpiringDays, q.ExpiringLimit)
-	exp, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Token, error) { return scanToken(r) })
-	st.Expiring = exp
-	return st, err
+	st.Expiring = make([]*Token, len(exp))
+	for i, r := range exp {
+		st.Expiring[i] = tokenOf((*store.TokenRow)(r))
+	}
+	return st, nil
 }
 
 func cmpOr(v, d int) int {

@@ -58,32 +58,14 @@ func pyTime(t time.Time) string {
 	return t.Format("2006-01-02T15:04:05.000000")
 }
 
-const liveSecretSQL = `
-	SELECT s.hash, t.id, t.name, t.team_id, t.scopes, t.created_at, t.expires_at, s.valid_until
-	FROM token.token_secrets s JOIN token.tokens t ON t.id = s.token_id
-	WHERE s.kv_removed_at IS NULL AND t.revoked_at IS NULL
-	  AND (t.expires_at IS NULL OR t.expires_at > now())
-	  AND (s.valid_until IS NULL OR s.valid_until > now())`
-
 func (src KVSource) tokens(ctx context.Context, q db.DBTX, hashes []string, out map[string][]byte) error {
-	sql, args := liveSecretSQL, []any{}
-	if hashes != nil {
-		sql += ` AND s.hash = ANY($1)`
-		args = append(args, hashes)
-	}
-	rows, err := q.Query(ctx, sql, args...)
+	rows, err := queries.LiveSecrets(ctx, q, hashes)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var hash string
-		var v kvToken
-		var created time.Time
-		var expires, validUntil *time.Time
-		if err := rows.Scan(&hash, &v.TokenID, &v.Name, &v.TeamID, &v.Scopes, &created, &expires, &validUntil); err != nil {
-			return err
-		}
+	for _, x := range rows {
+		hash, created, expires, validUntil := x.Hash, x.CreatedAt, x.ExpiresAt, x.ValidUntil
+		v := kvToken{TokenID: x.ID, Name: x.Name, TeamID: x.TeamID, Scopes: x.Scopes}
 		v.CreatedAt = pyTime(created)
 		if validUntil != nil {
 			v.PreviousSecret = true
@@ -101,7 +83,7 @@ func (src KVSource) tokens(ctx context.Context, q db.DBTX, hashes []string, out 
 		}
 		out[tokenKey(hash)] = b
 	}
-	return rows.Err()
+	return nil
 }
 
 // secrets adds the secrets whose reference (routeSecretRef) is in refs, or

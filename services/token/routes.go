@@ -78,7 +78,7 @@ var queries = store.New()
 
 // routeOf is the domain form of a stored route; an undecodable config reads
 // as none.
-func routeOf(row store.TokenRoute, err error) (*Route, error) {
+func routeOf(row *store.TokenRoute, err error) (*Route, error) {
 	if err != nil {
 		return nil, err
 	}

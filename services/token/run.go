@@ -13,7 +13,6 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
 	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
 	"github.com/tokenmanager/tokenmanager/services/internal/outbox"
-	"github.com/tokenmanager/tokenmanager/services/token/keyring"
 	"github.com/tokenmanager/tokenmanager/services/token/kvsync"
 )
 
@@ -100,5 +99,3 @@ func runSweep(ctx context.Context, svc *Service, log *slog.Logger, every time.Du
 		}
 	}
 }
-
-var _ = keyring.DefaultKeyID

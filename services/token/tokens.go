@@ -15,6 +15,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/token/store"
 )
 
 // Token is a token as the service shows it (never its plaintext).
@@ -60,12 +61,24 @@ type Created struct {
 	PreviousValidUntil time.Time
 }
 
-// tokenColumns are the columns of a Token. The grace end is stored on the
-// token (migration 0003) and compared with now() here, because a grace
-// period ends before the sweep clears it.
-const tokenColumns = `t.id, t.name, t.team_id, t.created_by, t.description, t.preview, t.scopes, t.created_at,
-	t.expires_at, t.last_used, t.revoked_at,
-	CASE WHEN t.rotation_grace_ends_at > now() THEN t.rotation_grace_ends_at END`
+// tokenOf is the domain form of a stored token. Its grace end is the
+// stored one while it is still ahead (in_grace, compared with the
+// database's now()).
+func tokenOf(r *store.TokenRow) *Token {
+	t := &Token{}
+	fillToken(t, r)
+	return t
+}
+
+func fillToken(t *Token, r *store.TokenRow) {
+	row := r.TokenToken
+	*t = Token{ID: row.ID, Name: row.Name, TeamID: row.TeamID, CreatedBy: row.CreatedBy, Description: row.Description,
+		Preview: row.Preview, Scopes: row.Scopes, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt, LastUsed: row.LastUsed,
+		RevokedAt: row.RevokedAt}
+	if r.InGrace {
+		t.GraceEndsAt = row.RotationGraceEndsAt
+	}
+}
 
 // syncGraceEnd recomputes tokens.rotation_grace_ends_at of the given tokens
 // from their secrets, in the transaction that changed the secrets.
@@ -73,21 +86,7 @@ func syncGraceEnd(ctx context.Context, tx db.DBTX, tokenIDs []int64) error {
 	if len(tokenIDs) == 0 {
 		return nil
 	}
-	_, err := tx.Exec(ctx, `UPDATE token.tokens t SET rotation_grace_ends_at =
-		  (SELECT max(s.valid_until) FROM token.token_secrets s
-		   WHERE s.token_id = t.id AND s.valid_until IS NOT NULL AND s.kv_removed_at IS NULL)
-		WHERE t.id = ANY($1)`, tokenIDs)
-	return err
-}
-
-func scanToken(row pgx.Row) (*Token, error) {
-	var t Token
-	return &t, scanTokenInto(row, &t)
-}
-
-func scanTokenInto(row pgx.Row, t *Token) error {
-	return row.Scan(&t.ID, &t.Name, &t.TeamID, &t.CreatedBy, &t.Description, &t.Preview, &t.Scopes, &t.CreatedAt,
-		&t.ExpiresAt, &t.LastUsed, &t.RevokedAt, &t.GraceEndsAt)
+	return queries.SyncGraceEnd(ctx, tx, tokenIDs)
 }
 
 // CreateToken issues a token for in.TeamID.
@@ -140,14 +139,13 @@ func (s *Service) CreateToken(ctx context.Context, p *auth.Principal, in NewToke
 		if err := claimTeam(ctx, tx, in.TeamID); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `
-			INSERT INTO token.tokens (name, team_id, created_by, description, scopes, preview, created_at, updated_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING id`,
-			in.Name, in.TeamID, p.ID, in.Description, scopes, out.Preview, now, expires).Scan(&out.ID); err != nil {
+		id, err := queries.InsertToken(ctx, tx, store.InsertTokenParams{Name: in.Name, TeamID: in.TeamID, CreatedBy: p.ID,
+			Description: in.Description, Scopes: scopes, Preview: out.Preview, CreatedAt: now, ExpiresAt: expires})
+		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO token.token_secrets (hash, token_id, ciphertext, created_at) VALUES ($1, $2, $3, $4)`,
-			hash, out.ID, ct, now); err != nil {
+		out.ID = id
+		if err := queries.InsertTokenSecret(ctx, tx, store.InsertTokenSecretParams{Hash: hash, TokenID: id, Ciphertext: &ct, CreatedAt: now}); err != nil {
 			return err
 		}
 		if err := enqueueKV(ctx, tx, tokenKey(hash)); err != nil {
@@ -183,8 +181,8 @@ func claimTeam(ctx context.Context, tx pgx.Tx, team string) error {
 // lockTeam locks (creating it if need be) the team's registry row for the rest
 // of tx and says whether the team is retired.
 func lockTeam(ctx context.Context, tx pgx.Tx, team string) (retired bool, err error) {
-	if err := tx.QueryRow(ctx, `INSERT INTO token.team_registry (team_id) VALUES ($1)
-		ON CONFLICT (team_id) DO UPDATE SET team_id = EXCLUDED.team_id RETURNING retired_at IS NOT NULL`, team).Scan(&retired); err != nil {
+	retired, err = queries.LockTeam(ctx, tx, team)
+	if err != nil {
 		return false, fmt.Errorf("lock team: %w", err)
 	}
 	return retired, nil
@@ -203,15 +201,14 @@ func (s *Service) RetireTeam(ctx context.Context, team string) error {
 		}
 		// The row lock is held: this count sees every token committed by a
 		// CreateToken that locked the row first, and none can follow.
-		var live int64
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM token.tokens WHERE team_id = $1 AND revoked_at IS NULL`, team).Scan(&live); err != nil {
+		live, err := queries.CountLiveTeamTokens(ctx, tx, team)
+		if err != nil {
 			return fmt.Errorf("count team tokens: %w", err)
 		}
 		if live > 0 {
 			return errs.Precondition(fmt.Sprintf("Cannot delete team with %d tokens. Please revoke them first.", live))
 		}
-		_, err := tx.Exec(ctx, `UPDATE token.team_registry SET retired_at = coalesce(retired_at, now()) WHERE team_id = $1`, team)
-		return err
+		return queries.RetireTeam(ctx, tx, team)
 	})
 }
 
@@ -221,30 +218,20 @@ func (s *Service) ListTokens(ctx context.Context, p *auth.Principal) ([]*Token, 
 	if !all && len(teams) == 0 {
 		return []*Token{}, nil
 	}
-	rows, err := s.Pool.Query(ctx, `SELECT `+tokenColumns+` FROM token.tokens t
-		WHERE t.revoked_at IS NULL AND ($1 OR t.team_id = ANY($2))
-		ORDER BY t.created_at DESC, t.id DESC`, all, teams)
+	rows, err := queries.ListTokens(ctx, s.Pool, store.ListTokensParams{AllTeams: all, Teams: teams})
 	if err != nil {
 		return nil, err
 	}
-	// Tokens are scanned into chunks of a few hundred rather than allocated
-	// one by one: at 10,000 tokens the per-row allocations were a visible
-	// share of the list's latency (GC).
-	defer rows.Close()
-	out := []*Token{}
-	var chunk []Token
-	for rows.Next() {
-		if len(chunk) == cap(chunk) {
-			chunk = make([]Token, 0, 256)
-		}
-		chunk = chunk[:len(chunk)+1]
-		t := &chunk[len(chunk)-1]
-		if err := scanTokenInto(rows, t); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
+	// One allocation for all the tokens rather than one per token: at
+	// 10,000 tokens the per-row allocations were a visible share of the
+	// list's latency (GC).
+	list := make([]Token, len(rows))
+	out := make([]*Token, len(rows))
+	for i, r := range rows {
+		fillToken(&list[i], (*store.TokenRow)(r))
+		out[i] = &list[i]
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // visibleToken is liveToken for a caller: a token of a team the caller may
@@ -264,21 +251,29 @@ func visibleToken(ctx context.Context, q db.DBTX, p *auth.Principal, id int64, l
 // liveToken loads a token that is not revoked, locked for update when
 // lock is set; "Token not found" otherwise.
 func liveToken(ctx context.Context, q db.DBTX, id int64, lock bool) (*Token, error) {
-	sql := `SELECT ` + tokenColumns + ` FROM token.tokens t WHERE t.id = $1 AND t.revoked_at IS NULL`
+	var row *store.TokenRow
+	var err error
 	if lock {
-		sql += ` FOR UPDATE OF t`
+		var r *store.LockLiveTokenRow
+		r, err = queries.LockLiveToken(ctx, q, id)
+		row = (*store.TokenRow)(r)
+	} else {
+		var r *store.LiveTokenRow
+		r, err = queries.LiveToken(ctx, q, id)
+		row = (*store.TokenRow)(r)
 	}
-	t, err := scanToken(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errs.NotFound("Token not found")
 	}
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	return tokenOf(row), nil
 }
 
 // liveHashes are the hashes of a token whose KV entries may exist.
 func liveHashes(ctx context.Context, q db.DBTX, tokenID int64) ([]string, error) {
-	rows, _ := q.Query(ctx, `SELECT hash FROM token.token_secrets WHERE token_id = $1 AND kv_removed_at IS NULL`, tokenID)
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return queries.LiveHashes(ctx, q, tokenID)
 }
 
 // TokenPatch is an update; nil fields stay as they are.
@@ -344,8 +339,7 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 			}
 			t.Scopes, kvChanged = in.Scopes, true
 		}
-		if _, err := tx.Exec(ctx, `UPDATE token.tokens SET name = $2, description = $3, scopes = $4, updated_at = now() WHERE id = $1`,
-			id, t.Name, t.Description, t.Scopes); err != nil {
+		if err := queries.UpdateToken(ctx, tx, store.UpdateTokenParams{ID: id, Name: t.Name, Description: t.Description, Scopes: t.Scopes}); err != nil {
 			return err
 		}
 		if kvChanged {
@@ -353,11 +347,7 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 			if err != nil {
 				return err
 			}
-			keys := make([]string, len(hashes))
-			for i, h := range hashes {
-				keys[i] = tokenKey(h)
-			}
-			if err := enqueueKV(ctx, tx, keys...); err != nil {
+			if err := enqueueTokenKeys(ctx, tx, hashes); err != nil {
 				return err
 			}
 		}
@@ -382,12 +372,10 @@ func (s *Service) DeleteToken(ctx context.Context, p *auth.Principal, id int64) 
 		if err := authz.Authorize(p, authz.TokenDelete, authz.Resource{Team: t.TeamID, CreatedBy: t.CreatedBy}); err != nil {
 			return err
 		}
-		// Every secret leaves KV, so no grace period remains.
-		if _, err := tx.Exec(ctx, `UPDATE token.tokens SET revoked_at = now(), revoked_by = $2, rotation_grace_ends_at = NULL,
-			updated_at = now() WHERE id = $1`, id, p.ID); err != nil {
+		if err := queries.RevokeToken(ctx, tx, store.RevokeTokenParams{ID: id, RevokedBy: &p.ID}); err != nil {
 			return err
 		}
-		if err := removeSecretsFromKV(ctx, tx, `token_id = $1 AND kv_removed_at IS NULL`, id); err != nil {
+		if err := enqueueRemoved(ctx, tx)(queries.RemoveTokenSecretsFromKV(ctx, tx, id)); err != nil {
 			return err
 		}
 		return auditlog.Record(ctx, tx, schema, auditlog.Change{Action: "delete", EntityType: "token",
@@ -409,21 +397,27 @@ func tokenDetails(t *Token, teamName string) map[string]any {
 // across a call to the team service; a token's team never changes. "" when
 // the token is not found (the transaction then answers for it).
 func (s *Service) tokenTeamName(ctx context.Context, id int64) string {
-	var team string
-	if err := s.Pool.QueryRow(ctx, `SELECT coalesce(team_id, '') FROM token.tokens WHERE id = $1`, id).Scan(&team); err != nil || team == "" {
+	team, err := queries.TokenTeam(ctx, s.Pool, id)
+	if err != nil || team == "" {
 		return ""
 	}
 	return s.teamNameOf(ctx, team)
 }
 
-// removeSecretsFromKV marks the secrets matching where as removed from KV
-// and enqueues the deletes, in tx.
-func removeSecretsFromKV(ctx context.Context, tx db.DBTX, where string, args ...any) error {
-	rows, _ := tx.Query(ctx, `UPDATE token.token_secrets SET kv_removed_at = now() WHERE `+where+` RETURNING hash`, args...)
-	hashes, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
+// enqueueRemoved enqueues, in tx, the KV deletes of the secrets a query
+// just marked as removed from KV (their hashes):
+// enqueueRemoved(ctx, tx)(queries.RemoveX(ctx, tx, …)).
+func enqueueRemoved(ctx context.Context, tx db.DBTX) func(hashes []string, err error) error {
+	return func(hashes []string, err error) error {
+		if err != nil {
+			return err
+		}
+		return enqueueTokenKeys(ctx, tx, hashes)
 	}
+}
+
+// enqueueTokenKeys enqueues the KV sync of the token:<hash> keys of hashes.
+func enqueueTokenKeys(ctx context.Context, tx db.DBTX, hashes []string) error {
 	keys := make([]string, len(hashes))
 	for i, h := range hashes {
 		keys[i] = tokenKey(h)
@@ -443,9 +437,8 @@ func (s *Service) RevealToken(ctx context.Context, p *auth.Principal, id int64) 
 		if err := authz.Authorize(p, authz.TokenReveal, authz.Resource{Team: t.TeamID, CreatedBy: t.CreatedBy}); err != nil {
 			return err
 		}
-		var hash string
-		var ct *string
-		err = tx.QueryRow(ctx, `SELECT hash, ciphertext FROM token.token_secrets WHERE token_id = $1 AND valid_until IS NULL`, id).Scan(&hash, &ct)
+		cur, err := queries.CurrentSecret(ctx, tx, id)
+		hash, ct := cur.Hash, cur.Ciphertext
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && ct == nil) {
 			return errs.Invalid("This token cannot be revealed: it was created without a stored copy (legacy token)")
 		}
@@ -489,10 +482,7 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 		}
 		until := now.Add(time.Duration(grace) * time.Second)
 		// Every secret still valid past the grace end now ends there.
-		rows, _ := tx.Query(ctx, `UPDATE token.token_secrets SET valid_until = $2
-			WHERE token_id = $1 AND kv_removed_at IS NULL AND (valid_until IS NULL OR valid_until > $2)
-			RETURNING hash`, id, until)
-		changed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		changed, err := queries.EndSecretsBy(ctx, tx, store.EndSecretsByParams{TokenID: id, Until: &until})
 		if err != nil {
 			return err
 		}
@@ -501,7 +491,7 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 			keys = append(keys, tokenKey(h)) // new expires_at in KV, or removal
 		}
 		if grace == 0 {
-			if err := removeSecretsFromKV(ctx, tx, `token_id = $1 AND kv_removed_at IS NULL AND valid_until <= $2`, id, now); err != nil {
+			if err := enqueueRemoved(ctx, tx)(queries.RemoveEndedSecretsFromKV(ctx, tx, store.RemoveEndedSecretsFromKVParams{TokenID: id, At: &now})); err != nil {
 				return err
 			}
 		}
@@ -511,12 +501,11 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO token.token_secrets (hash, token_id, ciphertext, created_at) VALUES ($1, $2, $3, $4)`,
-			hash, id, ct, now); err != nil {
+		if err := queries.InsertTokenSecret(ctx, tx, store.InsertTokenSecretParams{Hash: hash, TokenID: id, Ciphertext: &ct, CreatedAt: now}); err != nil {
 			return err
 		}
 		t.Preview = Preview(plain)
-		if _, err := tx.Exec(ctx, `UPDATE token.tokens SET preview = $2, updated_at = now() WHERE id = $1`, id, t.Preview); err != nil {
+		if err := queries.SetTokenPreview(ctx, tx, store.SetTokenPreviewParams{ID: id, Preview: t.Preview}); err != nil {
 			return err
 		}
 		if err := syncGraceEnd(ctx, tx, []int64{id}); err != nil {
@@ -542,36 +531,24 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 // or whose grace period ended, once (kv_removed_at). Idempotent; run
 // periodically.
 func (s *Service) SweepExpired(ctx context.Context) (int, error) {
-	const due = `s.kv_removed_at IS NULL AND (t.expires_at <= now() OR s.valid_until <= now() OR t.revoked_at IS NOT NULL)`
 	var n int
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		// Lock the tokens first, in id order, as RotateToken and DeleteToken
 		// do (token, then its secrets): the sweep also writes the token row
 		// (its grace end), and the opposite order could deadlock with them.
-		rows, _ := tx.Query(ctx, `SELECT t.id FROM token.tokens t
-			WHERE EXISTS (SELECT 1 FROM token.token_secrets s WHERE s.token_id = t.id AND `+due+`)
-			ORDER BY t.id FOR UPDATE OF t`)
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		ids, err := queries.LockTokensDueForSweep(ctx, tx)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		rows, _ = tx.Query(ctx, `UPDATE token.token_secrets s SET kv_removed_at = now()
-			FROM token.tokens t
-			WHERE s.token_id = t.id AND t.id = ANY($1) AND `+due+`
-			RETURNING s.hash`, ids)
-		hashes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		hashes, err := queries.SweepSecrets(ctx, tx, ids)
 		if err != nil {
 			return err
 		}
 		n = len(hashes)
-		keys := make([]string, n)
-		for i, h := range hashes {
-			keys[i] = tokenKey(h)
-		}
 		if err := syncGraceEnd(ctx, tx, ids); err != nil {
 			return err
 		}
-		return enqueueKV(ctx, tx, keys...)
+		return enqueueTokenKeys(ctx, tx, hashes)
 	})
 	return n, err
 }

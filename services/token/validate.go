@@ -93,13 +93,7 @@ func normalizeScopes(in []string) ([]string, error) {
 // carries; "*" is always valid. It reads the routes table inside tx, the
 // transaction that writes the token.
 func checkScopesKnown(ctx context.Context, tx pgx.Tx, scopes []string) error {
-	var unknown string
-	err := tx.QueryRow(ctx, `
-		SELECT s FROM unnest($1::text[]) WITH ORDINALITY AS u(s, n)
-		WHERE s <> '*' AND NOT EXISTS (SELECT 1 FROM token.routes r WHERE CASE
-			WHEN s LIKE 'tag:%' THEN substr(s, 5) = ANY(r.tags)
-			ELSE split_part(r.path, '/', 3) = s END)
-		ORDER BY n LIMIT 1`, scopes).Scan(&unknown)
+	unknown, err := queries.UnknownScope(ctx, tx, scopes)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil

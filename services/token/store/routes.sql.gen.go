@@ -89,7 +89,7 @@ type InsertRouteParams struct {
 	BackendAuthConfig []byte
 }
 
-func (q *Queries) InsertRoute(ctx context.Context, db DBTX, arg InsertRouteParams) (TokenRoute, error) {
+func (q *Queries) InsertRoute(ctx context.Context, db DBTX, arg InsertRouteParams) (*TokenRoute, error) {
 	row := db.QueryRow(ctx, insertRoute,
 		arg.Name,
 		arg.Path,
@@ -112,7 +112,7 @@ func (q *Queries) InsertRoute(ctx context.Context, db DBTX, arg InsertRouteParam
 		&i.CreatedAt,
 		&i.UpdatedAt,
 	)
-	return i, err
+	return &i, err
 }
 
 const listRouteTags = `-- name: ListRouteTags :many
@@ -143,13 +143,13 @@ const listRoutes = `-- name: ListRoutes :many
 SELECT id, name, path, backend_url, description, tags, backend_auth_type, backend_auth_config, created_at, updated_at FROM token.routes ORDER BY created_at DESC, id DESC
 `
 
-func (q *Queries) ListRoutes(ctx context.Context, db DBTX) ([]TokenRoute, error) {
+func (q *Queries) ListRoutes(ctx context.Context, db DBTX) ([]*TokenRoute, error) {
 	rows, err := db.Query(ctx, listRoutes)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []TokenRoute
+	var items []*TokenRoute
 	for rows.Next() {
 		var i TokenRoute
 		if err := rows.Scan(
@@ -166,7 +166,7 @@ func (q *Queries) ListRoutes(ctx context.Context, db DBTX) ([]TokenRoute, error)
 		); err != nil {
 			return nil, err
 		}
-		items = append(items, i)
+		items = append(items, &i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -178,7 +178,7 @@ const lockRoute = `-- name: LockRoute :one
 SELECT id, name, path, backend_url, description, tags, backend_auth_type, backend_auth_config, created_at, updated_at FROM token.routes WHERE id = $1 FOR UPDATE
 `
 
-func (q *Queries) LockRoute(ctx context.Context, db DBTX, id int64) (TokenRoute, error) {
+func (q *Queries) LockRoute(ctx context.Context, db DBTX, id int64) (*TokenRoute, error) {
 	row := db.QueryRow(ctx, lockRoute, id)
 	var i TokenRoute
 	err := row.Scan(
@@ -193,7 +193,7 @@ func (q *Queries) LockRoute(ctx context.Context, db DBTX, id int64) (TokenRoute,
 		&i.CreatedAt,
 		&i.UpdatedAt,
 	)
-	return i, err
+	return &i, err
 }
 
 const putRouteSecret = `-- name: PutRouteSecret :exec
@@ -227,13 +227,13 @@ type RouteSecretsRow struct {
 }
 
 // The secrets whose reference (<path>#<name>) is in refs; all when refs is null.
-func (q *Queries) RouteSecrets(ctx context.Context, db DBTX, refs []string) ([]RouteSecretsRow, error) {
+func (q *Queries) RouteSecrets(ctx context.Context, db DBTX, refs []string) ([]*RouteSecretsRow, error) {
 	rows, err := db.Query(ctx, routeSecrets, refs)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []RouteSecretsRow
+	var items []*RouteSecretsRow
 	for rows.Next() {
 		var i RouteSecretsRow
 		if err := rows.Scan(
@@ -244,7 +244,7 @@ func (q *Queries) RouteSecrets(ctx context.Context, db DBTX, refs []string) ([]R
 		); err != nil {
 			return nil, err
 		}
-		items = append(items, i)
+		items = append(items, &i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -265,13 +265,13 @@ type RouteTableRow struct {
 }
 
 // The routing table as KV publishes it.
-func (q *Queries) RouteTable(ctx context.Context, db DBTX) ([]RouteTableRow, error) {
+func (q *Queries) RouteTable(ctx context.Context, db DBTX) ([]*RouteTableRow, error) {
 	rows, err := db.Query(ctx, routeTable)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []RouteTableRow
+	var items []*RouteTableRow
 	for rows.Next() {
 		var i RouteTableRow
 		if err := rows.Scan(
@@ -283,7 +283,7 @@ func (q *Queries) RouteTable(ctx context.Context, db DBTX) ([]RouteTableRow, err
 		); err != nil {
 			return nil, err
 		}
-		items = append(items, i)
+		items = append(items, &i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -309,7 +309,7 @@ type UpdateRouteParams struct {
 	ID                int64
 }
 
-func (q *Queries) UpdateRoute(ctx context.Context, db DBTX, arg UpdateRouteParams) (TokenRoute, error) {
+func (q *Queries) UpdateRoute(ctx context.Context, db DBTX, arg UpdateRouteParams) (*TokenRoute, error) {
 	row := db.QueryRow(ctx, updateRoute,
 		arg.Name,
 		arg.BackendUrl,
@@ -332,5 +332,5 @@ func (q *Queries) UpdateRoute(ctx context.Context, db DBTX, arg UpdateRouteParam
 		&i.CreatedAt,
 		&i.UpdatedAt,
 	)
-	return i, err
+	return &i, err
 }
