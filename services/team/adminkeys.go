@@ -19,6 +19,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // AdminKey is an admin API key as listed (never its secret).
@@ -65,8 +66,8 @@ func (s *Service) CreateAdminKey(ctx context.Context, name, globalRole string, t
 	_, _ = rand.Read(idBytes[:])
 	k := AdminKey{ID: "ak_" + hex.EncodeToString(idBytes[:]), Name: name, Prefix: key[:keyPrefixLen], CreatedBy: p.ID,
 		GlobalRole: auth.Role(globalRole), TeamRoles: roles}
-	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		exists, err := st.ExistingTeams(ctx, teams)
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		exists, err := existingTeams(ctx, tx, teams)
 		if err != nil {
 			return err
 		}
@@ -75,21 +76,20 @@ func (s *Service) CreateAdminKey(ctx context.Context, name, globalRole string, t
 				return errs.Invalid("Team does not exist: " + t)
 			}
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO team.admin_keys (id, name, key_hash, prefix, global_role, created_by)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
-			k.ID, k.Name, auth.HashKey(key), k.Prefix, globalRole, p.ID).Scan(&k.CreatedAt); err != nil {
+		if k.CreatedAt, err = teamdb.InsertAdminKey(ctx, tx, store.InsertAdminKeyParams{ID: k.ID, Name: k.Name,
+			KeyHash: auth.HashKey(key), Prefix: k.Prefix, GlobalRole: globalRole, CreatedBy: p.ID}); err != nil {
 			return fmt.Errorf("insert admin key: %w", err)
 		}
 		details := map[string]any{"name": name, "prefix": k.Prefix, "global_role": globalRole}
 		plain := map[string]any{}
 		for _, t := range teams {
-			if _, err := tx.Exec(ctx, `INSERT INTO team.admin_key_roles (key_id, team_id, role) VALUES ($1, $2, $3)`, k.ID, t, string(roles[t])); err != nil {
+			if err := teamdb.InsertAdminKeyRole(ctx, tx, store.InsertAdminKeyRoleParams{KeyID: k.ID, TeamID: t, Role: string(roles[t])}); err != nil {
 				return fmt.Errorf("insert admin key role: %w", err)
 			}
 			plain[t] = string(roles[t])
 		}
 		details["team_roles"] = plain
-		roleChanges, err := keyRoleChanges(ctx, st, "create", k.ID, name, plain)
+		roleChanges, err := keyRoleChanges(ctx, tx, "create", k.ID, name, plain)
 		if err != nil {
 			return err
 		}
@@ -111,24 +111,24 @@ func (s *Service) ListAdminKeys(ctx context.Context) ([]AdminKey, error) {
 	if err := authz.Authorize(p, authz.AdminKeyManage, authz.Resource{}); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT k.id, k.name, k.prefix, k.global_role, k.created_by, k.created_at, k.last_used_at, k.revoked_at,
-		       COALESCE((SELECT jsonb_object_agg(r.team_id, r.role) FROM team.admin_key_roles r WHERE r.key_id = k.id), '{}')
-		  FROM team.admin_keys k ORDER BY k.created_at DESC, k.id`)
+	rows, err := teamdb.ListAdminKeys(ctx, s.pool)
 	if err != nil {
 		return nil, fmt.Errorf("list admin keys: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AdminKey, error) {
-		var k AdminKey
-		var global string
-		var roles map[string]string
-		err := r.Scan(&k.ID, &k.Name, &k.Prefix, &global, &k.CreatedBy, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt, &roles)
-		k.GlobalRole, k.TeamRoles = auth.Role(global), map[string]auth.Role{}
+	out := make([]AdminKey, len(rows))
+	for i, r := range rows {
+		roles, err := decodeTeamRoles(r.TeamRoles)
+		if err != nil {
+			return nil, fmt.Errorf("list admin keys: %w", err)
+		}
+		k := AdminKey{ID: r.ID, Name: r.Name, Prefix: r.Prefix, GlobalRole: auth.Role(r.GlobalRole), CreatedBy: r.CreatedBy,
+			CreatedAt: r.CreatedAt, LastUsedAt: r.LastUsedAt, RevokedAt: r.RevokedAt, TeamRoles: map[string]auth.Role{}}
 		for t, role := range roles {
 			k.TeamRoles[t] = auth.Role(role)
 		}
-		return k, err
-	})
+		out[i] = k
+	}
+	return out, nil
 }
 
 // RevokeAdminKey revokes a key; revoking a revoked key succeeds again.
@@ -145,25 +145,21 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 	if err := authz.Authorize(p, authz.AdminKeyManage, authz.Resource{}); err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		var wasLive bool
-		var name, prefix, global string
-		var roles map[string]string
-		err := tx.QueryRow(ctx, `
-			WITH k AS (SELECT id, revoked_at IS NULL AS live FROM team.admin_keys WHERE id = $1 FOR UPDATE)
-			UPDATE team.admin_keys a SET revoked_at = COALESCE(a.revoked_at, now())
-			  FROM k WHERE a.id = k.id
-			RETURNING k.live, a.name, a.prefix, a.global_role,
-			          COALESCE((SELECT jsonb_object_agg(r.team_id, r.role) FROM team.admin_key_roles r WHERE r.key_id = a.id), '{}')`,
-			id).Scan(&wasLive, &name, &prefix, &global, &roles)
+	return s.write(ctx, func(tx pgx.Tx) error {
+		k, err := teamdb.RevokeAdminKey(ctx, tx, id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errs.NotFound("Admin key not found")
 		}
 		if err != nil {
 			return fmt.Errorf("revoke admin key: %w", err)
 		}
-		if !wasLive {
+		if !k.WasLive {
 			return nil
+		}
+		name, prefix, global := k.Name, k.Prefix, k.GlobalRole
+		roles, err := decodeTeamRoles(k.TeamRoles)
+		if err != nil {
+			return fmt.Errorf("revoke admin key: %w", err)
 		}
 		// What the key was, so the trail says which key lost which powers:
 		// the same fields as its create event. The prefix is the part of the
@@ -173,7 +169,7 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 		for t, r := range roles {
 			teamRoles[t] = r
 		}
-		roleChanges, err := keyRoleChanges(ctx, st, "delete", id, name, teamRoles)
+		roleChanges, err := keyRoleChanges(ctx, tx, "delete", id, name, teamRoles)
 		if err != nil {
 			return err
 		}
@@ -188,12 +184,12 @@ func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
 // team, so without them a team's ADMINs, who read their team's trail only,
 // would not see a key gaining or losing power over their team. Keyed like
 // the creator-key grant of CreateTeam, and named by the key's name.
-func keyRoleChanges(ctx context.Context, st *Store, action, keyID, keyName string, roles map[string]any) ([]auditlog.Change, error) {
+func keyRoleChanges(ctx context.Context, q store.DBTX, action, keyID, keyName string, roles map[string]any) ([]auditlog.Change, error) {
 	teams := slices.Sorted(maps.Keys(roles))
 	if len(teams) == 0 {
 		return nil, nil
 	}
-	names, err := teamNames(ctx, st, teams)
+	names, err := teamNames(ctx, q, teams)
 	if err != nil {
 		return nil, err
 	}

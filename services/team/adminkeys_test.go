@@ -189,10 +189,10 @@ func TestImportClerkRoles(t *testing.T) {
 		t.Fatalf("import %v %v", res, err)
 	}
 	// PostgreSQL wins: user_1 stays VIEWER in alpha.
-	if r, _ := h.svc.store.Membership(h.ctx, "user_1", "alpha"); r != auth.RoleViewer {
+	if r, _ := membership(h.ctx, h.pool, "user_1", "alpha"); r != auth.RoleViewer {
 		t.Errorf("import overwrote a role: %s", r)
 	}
-	if r, _ := h.svc.store.Membership(h.ctx, "user_1", "beta"); r != auth.RoleDeveloper {
+	if r, _ := membership(h.ctx, h.pool, "user_1", "beta"); r != auth.RoleDeveloper {
 		t.Errorf("beta role %q", r)
 	}
 	again, _ := h.srv.ImportClerkRoles(root, &teamv1.ImportClerkRolesRequest{})

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // The audit details of the team service's events. v2.7 audited none of
@@ -20,8 +21,8 @@ func teamDetails(name string, t Team) map[string]any {
 
 // membershipDetails are the details of a change to user's role in team t
 // (role "" when it ends, previous "" when it begins).
-func membershipDetails(ctx context.Context, st *Store, userID string, t Team, role, previous auth.Role) (map[string]any, error) {
-	name, err := memberName(ctx, st, userID)
+func membershipDetails(ctx context.Context, q store.DBTX, userID string, t Team, role, previous auth.Role) (map[string]any, error) {
+	name, err := memberName(ctx, q, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -36,8 +37,8 @@ func membershipDetails(ctx context.Context, st *Store, userID string, t Team, ro
 // memberName names a user in the trail: the e-mail the users cache holds
 // (every user the dashboard can pick was cached when it listed them), else
 // the user id.
-func memberName(ctx context.Context, st *Store, userID string) (string, error) {
-	u, ok, err := st.CachedUser(ctx, userID)
+func memberName(ctx context.Context, q store.DBTX, userID string) (string, error) {
+	u, ok, err := cachedUser(ctx, q, userID)
 	if err != nil {
 		return "", err
 	}
@@ -61,12 +62,12 @@ func principalName(p *auth.Principal) string {
 
 // teamNames maps the ids of teams to their names (an id not found to
 // itself), for the team_name of events that span teams.
-func teamNames(ctx context.Context, st *Store, ids []string) (map[string]string, error) {
+func teamNames(ctx context.Context, q store.DBTX, ids []string) (map[string]string, error) {
 	names := make(map[string]string, len(ids))
 	for _, id := range ids {
 		names[id] = id
 	}
-	teams, err := st.TeamsByID(ctx, ids)
+	teams, err := teamsByID(ctx, q, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // keyPrefixLen is how much of an admin key is kept in clear, to tell keys
@@ -28,19 +29,13 @@ func EnsureBootstrapKey(ctx context.Context, pool db.Beginner, key string) error
 	return db.InTx(ctx, pool, func(tx pgx.Tx) error {
 		// Serialize concurrent start-ups on one lock rather than on the
 		// unique index, so no replica ever sees a half-done swap.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('team.bootstrap_admin_key'))`); err != nil {
+		if err := teamdb.LockBootstrapKey(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `
-			UPDATE team.admin_keys SET revoked_at = now()
-			 WHERE bootstrap AND revoked_at IS NULL AND key_hash <> $1`, hash); err != nil {
+		if err := teamdb.RevokeOtherBootstrapKeys(ctx, tx, hash); err != nil {
 			return fmt.Errorf("revoke previous bootstrap key: %w", err)
 		}
-		_, err := tx.Exec(ctx, `
-			INSERT INTO team.admin_keys (id, name, key_hash, prefix, global_role, bootstrap, created_by)
-			VALUES ('ak_bootstrap_' || left($1, 12), 'bootstrap', $1, $2, 'ADMIN', true, 'system')
-			ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL, bootstrap = true, global_role = 'ADMIN'`,
-			hash, key[:keyPrefixLen])
+		err := teamdb.StoreBootstrapKey(ctx, tx, store.StoreBootstrapKeyParams{KeyHash: hash, Prefix: key[:keyPrefixLen]})
 		if err != nil {
 			return fmt.Errorf("store bootstrap key: %w", err)
 		}

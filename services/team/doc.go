@@ -5,9 +5,12 @@
 //
 // Layout: server.go converts proto ↔ domain; service.go and the files per
 // aggregate (teams.go, members.go, users.go, invitations.go, adminkeys.go,
-// importroles.go) hold the use cases, each authorizing through package
-// authz and writing its change, audit event and Clerk mirror message in one
-// transaction; queries.go and store.go are the SQL; directory.go is Clerk
-// (clerk-sdk-go); mirror.go is the outbox handler that writes roles to
-// Clerk publicMetadata.
+// globalroles.go, importroles.go, bootstrap.go) hold the use cases, each
+// authorizing through package authz and writing its change, audit event and
+// Clerk mirror message in one transaction, in the order it takes its locks.
+// All of the SQL is in package store (store/queries/*.sql, compiled by
+// sqlc); rows.go turns its rows into domain types and holds the reads and
+// writes several use cases share. The outbox's SQL is package outbox's.
+// directory.go is Clerk (clerk-sdk-go); mirror.go is the outbox handler that
+// writes roles to Clerk publicMetadata.
 package team

@@ -15,6 +15,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // A person's global ADMIN role lives in team.global_roles (one row per
@@ -90,11 +91,10 @@ func GrantGlobalAdmin(ctx context.Context, pool *pgxpool.Pool, dir *Directory, u
 	cached := cachedFromClerk(u)
 	changed := false
 	err = db.InTx(ctx, pool, func(tx pgx.Tx) error {
-		st := NewStore(tx)
 		// Keep the profile: a later revocation names the user by it even if
 		// Clerk is down or has deleted them. A user the cache sees for the
 		// first time gets their pending invitations, as in ingestUsers.
-		fresh, err := st.UpsertUsers(ctx, []CachedUser{cached})
+		fresh, err := upsertUsers(ctx, tx, []CachedUser{cached})
 		if err != nil {
 			return err
 		}
@@ -103,12 +103,11 @@ func GrantGlobalAdmin(ctx context.Context, pool *pgxpool.Pool, dir *Directory, u
 				return err
 			}
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO team.global_roles (user_id, role, granted_by) VALUES ($1, 'ADMIN', $2)
-			ON CONFLICT (user_id) DO NOTHING`, userID, grantedBy(ctx))
+		n, err := teamdb.GrantGlobalAdmin(ctx, tx, store.GrantGlobalAdminParams{UserID: userID, GrantedBy: grantedBy(ctx)})
 		if err != nil {
 			return fmt.Errorf("grant global role: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
 			return nil // already a global ADMIN
 		}
 		changed = true
@@ -131,11 +130,7 @@ func RevokeGlobalAdmin(ctx context.Context, pool *pgxpool.Pool, dir *Directory, 
 	}
 	name := revokedName(ctx, pool, dir, userID)
 	return db.InTx(ctx, pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT user_id FROM team.global_roles ORDER BY user_id FOR UPDATE`)
-		if err != nil {
-			return fmt.Errorf("lock global roles: %w", err)
-		}
-		admins, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		admins, err := teamdb.LockGlobalAdmins(ctx, tx)
 		if err != nil {
 			return fmt.Errorf("lock global roles: %w", err)
 		}
@@ -145,7 +140,7 @@ func RevokeGlobalAdmin(ctx context.Context, pool *pgxpool.Pool, dir *Directory, 
 		if len(admins) <= 1 {
 			return errs.Conflict("Cannot revoke the last global ADMIN: grant the role to someone else first")
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM team.global_roles WHERE user_id = $1`, userID); err != nil {
+		if err := teamdb.DeleteGlobalRole(ctx, tx, userID); err != nil {
 			return fmt.Errorf("revoke global role: %w", err)
 		}
 		if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "global_role", EntityID: userID,
@@ -160,7 +155,7 @@ func RevokeGlobalAdmin(ctx context.Context, pool *pgxpool.Pool, dir *Directory, 
 // users cache, else from Clerk (best effort: a user Clerk deleted, or Clerk
 // being down, must not block a revocation), else the user id.
 func revokedName(ctx context.Context, pool *pgxpool.Pool, dir *Directory, userID string) string {
-	cached, ok, err := NewStore(pool).CachedUser(ctx, userID)
+	cached, ok, err := cachedUser(ctx, pool, userID)
 	if err == nil && ok && cached.Email != nil && *cached.Email != "" {
 		return *cached.Email
 	}
@@ -194,16 +189,15 @@ type GlobalAdmin struct {
 // ListGlobalAdmins returns every global ADMIN person, oldest grant first
 // ("tmctl global-admin list").
 func ListGlobalAdmins(ctx context.Context, q db.DBTX) ([]GlobalAdmin, error) {
-	rows, err := q.Query(ctx, `SELECT g.user_id, u.email, g.granted_at, g.granted_by
-		FROM team.global_roles g LEFT JOIN team.users u ON u.user_id = g.user_id ORDER BY g.granted_at, g.user_id`)
+	rows, err := teamdb.ListGlobalAdmins(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("list global admins: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (GlobalAdmin, error) {
-		var a GlobalAdmin
-		err := r.Scan(&a.UserID, &a.Email, &a.GrantedAt, &a.GrantedBy)
-		return a, err
-	})
+	out := make([]GlobalAdmin, len(rows))
+	for i, r := range rows {
+		out[i] = GlobalAdmin{UserID: r.UserID, Email: r.Email, GrantedAt: r.GrantedAt, GrantedBy: r.GrantedBy}
+	}
+	return out, nil
 }
 
 // grantedBy is the id of ctx's caller, for team.global_roles.granted_by.

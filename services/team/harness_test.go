@@ -115,7 +115,7 @@ func (h *harness) person(id string, roles ...string) context.Context {
 // as returns a context whose caller is user id with the roles PostgreSQL holds.
 func (h *harness) as(id string) context.Context {
 	h.t.Helper()
-	p, err := h.svc.store.UserPrincipal(h.ctx, id)
+	p, err := userPrincipal(h.ctx, h.pool, id)
 	if err != nil {
 		h.t.Fatal(err)
 	}

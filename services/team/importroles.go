@@ -14,6 +14,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // ImportResult says what ImportClerkRoles did (or would do).
@@ -43,10 +44,9 @@ func ImportClerkRoles(ctx context.Context, pool *pgxpool.Pool, dir *Directory, d
 	var res ImportResult
 	err = db.InTx(ctx, pool, func(tx pgx.Tx) error {
 		res = ImportResult{UsersSeen: int64(len(users))}
-		st := NewStore(tx)
 		var changed []string
 		for _, u := range users {
-			n, g, skipped, err := importUser(ctx, tx, st, u)
+			n, g, skipped, err := importUser(ctx, tx, u)
 			if err != nil {
 				return err
 			}
@@ -74,7 +74,7 @@ func ImportClerkRoles(ctx context.Context, pool *pgxpool.Pool, dir *Directory, d
 	return res, err
 }
 
-func importUser(ctx context.Context, tx pgx.Tx, st *Store, u *clerk.User) (memberships, globals int64, skipped []string, err error) {
+func importUser(ctx context.Context, tx pgx.Tx, u *clerk.User) (memberships, globals int64, skipped []string, err error) {
 	var meta map[string]any
 	if len(u.PublicMetadata) > 0 {
 		if json.Unmarshal(u.PublicMetadata, &meta) != nil {
@@ -87,7 +87,7 @@ func importUser(ctx context.Context, tx pgx.Tx, st *Store, u *clerk.User) (membe
 			teams = append(teams, t)
 		}
 		slices.Sort(teams)
-		exists, err := st.ExistingTeams(ctx, teams)
+		exists, err := existingTeams(ctx, tx, teams)
 		if err != nil {
 			return 0, 0, nil, err
 		}
@@ -104,7 +104,7 @@ func importUser(ctx context.Context, tx pgx.Tx, st *Store, u *clerk.User) (membe
 				skipped = append(skipped, fmt.Sprintf("%s: team %s does not exist", u.ID, truncate(t, maxTeamID)))
 				continue
 			}
-			added, err := st.AddMembershipIfAbsent(ctx, u.ID, t, role, "import")
+			added, err := addMembershipIfAbsent(ctx, tx, u.ID, t, role, "import")
 			if err != nil {
 				return 0, 0, nil, err
 			}
@@ -114,12 +114,11 @@ func importUser(ctx context.Context, tx pgx.Tx, st *Store, u *clerk.User) (membe
 		}
 	}
 	if g, _ := meta[metaGlobalRole].(string); g == string(auth.RoleAdmin) {
-		tag, err := tx.Exec(ctx, `INSERT INTO team.global_roles (user_id, role, granted_by) VALUES ($1, 'ADMIN', 'import')
-			ON CONFLICT (user_id) DO NOTHING`, u.ID)
+		n, err := teamdb.GrantGlobalAdmin(ctx, tx, store.GrantGlobalAdminParams{UserID: u.ID, GrantedBy: "import"})
 		if err != nil {
 			return 0, 0, nil, fmt.Errorf("import global role: %w", err)
 		}
-		globals = tag.RowsAffected()
+		globals = n
 	} else if g != "" {
 		skipped = append(skipped, fmt.Sprintf("%s: global role %q is not ADMIN", u.ID, truncate(g, 20)))
 	}

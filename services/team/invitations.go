@@ -15,6 +15,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // InvitationView is an invitation as the REST contract lists it.
@@ -48,7 +49,7 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 		teams = append(teams, t)
 	}
 	slices.Sort(teams)
-	exists, err := s.store.ExistingTeams(ctx, teams)
+	exists, err := existingTeams(ctx, s.pool, teams)
 	if err != nil {
 		return InvitationView{}, err
 	}
@@ -75,12 +76,15 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 	if err != nil {
 		return InvitationView{}, err
 	}
-	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO team.invitations (id, email, team_roles, invited_by) VALUES ($1, $2, $3, $4)`,
-			inv.ID, email, plain, p.ID); err != nil {
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		roles, err := json.Marshal(plain)
+		if err != nil {
 			return fmt.Errorf("store invitation: %w", err)
 		}
-		changes, err := invitationChanges(ctx, st, "create", inv.ID, email, plain, map[string]any{"email": email})
+		if err := teamdb.InsertInvitation(ctx, tx, store.InsertInvitationParams{ID: inv.ID, Email: email, TeamRoles: roles, InvitedBy: p.ID}); err != nil {
+			return fmt.Errorf("store invitation: %w", err)
+		}
+		changes, err := invitationChanges(ctx, tx, "create", inv.ID, email, plain, map[string]any{"email": email})
 		if err != nil {
 			return err
 		}
@@ -116,7 +120,7 @@ func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles 
 // An invitation that names no team grants nothing in any team: it is one
 // event with no team (visible to global ADMINs and core-team, like the other
 // team-less events).
-func invitationChanges(ctx context.Context, st *Store, action, id, name string, roles map[string]string, base map[string]any) ([]auditlog.Change, error) {
+func invitationChanges(ctx context.Context, q store.DBTX, action, id, name string, roles map[string]string, base map[string]any) ([]auditlog.Change, error) {
 	if name == "" {
 		name = id
 	}
@@ -132,7 +136,7 @@ func invitationChanges(ctx context.Context, st *Store, action, id, name string, 
 		return []auditlog.Change{{Action: action, EntityType: "invitation", EntityID: id, Details: details(map[string]any{})}}, nil
 	}
 	teams := slices.Sorted(maps.Keys(roles))
-	names, err := teamNames(ctx, st, teams)
+	names, err := teamNames(ctx, q, teams)
 	if err != nil {
 		return nil, err
 	}
@@ -191,8 +195,7 @@ func (s *Service) RevokeInvitation(ctx context.Context, id string) error {
 		return errs.Invalid("Invalid invitation id")
 	}
 	if err := authz.Authorize(p, authz.InvitationAdmin, authz.Resource{}); err != nil {
-		var invitedBy string
-		qerr := s.pool.QueryRow(ctx, `SELECT invited_by FROM team.invitations WHERE id = $1`, id).Scan(&invitedBy)
+		invitedBy, qerr := teamdb.InvitationInviter(ctx, s.pool, id)
 		if qerr != nil && !errors.Is(qerr, pgx.ErrNoRows) {
 			return qerr
 		}
@@ -203,19 +206,17 @@ func (s *Service) RevokeInvitation(ctx context.Context, id string) error {
 	if err := s.Directory.RevokeInvitation(ctx, id); err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		if _, err := tx.Exec(ctx, `UPDATE team.invitations SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id); err != nil {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		if err := teamdb.MarkInvitationRevoked(ctx, tx, id); err != nil {
 			return fmt.Errorf("mark invitation revoked: %w", err)
 		}
-		var email string
-		var roles map[string]string
-		err := tx.QueryRow(ctx, `SELECT email, team_roles FROM team.invitations WHERE id = $1`, id).Scan(&email, &roles)
+		inv, err := teamdb.Invitation(ctx, tx, id)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			// Made in Clerk directly, not through Token Manager (a global
 			// ADMIN may revoke any): its e-mail and roles are not known
 			// here, and asking Clerk for them is not worth failing over.
-			changes, err := invitationChanges(ctx, st, "revoke", id, "", nil, map[string]any{"untracked": true})
+			changes, err := invitationChanges(ctx, tx, "revoke", id, "", nil, map[string]any{"untracked": true})
 			if err != nil {
 				return err
 			}
@@ -223,7 +224,11 @@ func (s *Service) RevokeInvitation(ctx context.Context, id string) error {
 		case err != nil:
 			return fmt.Errorf("read invitation: %w", err)
 		}
-		changes, err := invitationChanges(ctx, st, "revoke", id, email, roles, map[string]any{"email": email})
+		roles, err := decodeTeamRoles(inv.TeamRoles)
+		if err != nil {
+			return fmt.Errorf("read invitation: %w", err)
+		}
+		changes, err := invitationChanges(ctx, tx, "revoke", id, inv.Email, roles, map[string]any{"email": inv.Email})
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // SetRole gives user role in team (an upsert, as v2.7's both "set role"
@@ -37,12 +38,12 @@ func (s *Service) SetRole(ctx context.Context, userID, team, roleName string) (a
 		return "", err
 	}
 	var previous auth.Role
-	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		t, err := st.GetTeam(ctx, team, true)
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		t, err := getTeam(ctx, tx, team, true)
 		if err != nil {
 			return err
 		}
-		current, err := st.Membership(ctx, userID, team)
+		current, err := membership(ctx, tx, userID, team)
 		if err != nil {
 			return err
 		}
@@ -54,18 +55,18 @@ func (s *Service) SetRole(ctx context.Context, userID, team, roleName string) (a
 			return nil // nothing changes: no audit event, no mirror
 		}
 		if current == auth.RoleAdmin {
-			if err := notLastAdmin(ctx, st, team, "demote"); err != nil {
+			if err := notLastAdmin(ctx, tx, team, "demote"); err != nil {
 				return err
 			}
 		}
-		if err := st.UpsertMembership(ctx, userID, team, role, p.ID); err != nil {
+		if err := upsertMembership(ctx, tx, userID, team, role, p.ID); err != nil {
 			return err
 		}
 		action := "update"
 		if current == "" {
 			action = "create"
 		}
-		d, err := membershipDetails(ctx, st, userID, t.Team, role, current)
+		d, err := membershipDetails(ctx, tx, userID, t.Team, role, current)
 		if err != nil {
 			return err
 		}
@@ -94,12 +95,12 @@ func (s *Service) RemoveMember(ctx context.Context, userID, team string) error {
 	if err := authz.Authorize(p, authz.MembersManage, authz.Resource{Team: team}); err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		t, err := st.GetTeam(ctx, team, true)
+	return s.write(ctx, func(tx pgx.Tx) error {
+		t, err := getTeam(ctx, tx, team, true)
 		if err != nil {
 			return err
 		}
-		current, err := st.Membership(ctx, userID, team)
+		current, err := membership(ctx, tx, userID, team)
 		if err != nil {
 			return err
 		}
@@ -113,14 +114,14 @@ func (s *Service) RemoveMember(ctx context.Context, userID, team string) error {
 			return err
 		}
 		if current == auth.RoleAdmin {
-			if err := notLastAdmin(ctx, st, team, "remove"); err != nil {
+			if err := notLastAdmin(ctx, tx, team, "remove"); err != nil {
 				return err
 			}
 		}
-		if err := st.DeleteMembership(ctx, userID, team); err != nil {
+		if err := deleteMembership(ctx, tx, userID, team); err != nil {
 			return err
 		}
-		d, err := membershipDetails(ctx, st, userID, t.Team, "", current)
+		d, err := membershipDetails(ctx, tx, userID, t.Team, "", current)
 		if err != nil {
 			return err
 		}
@@ -134,10 +135,10 @@ func (s *Service) RemoveMember(ctx context.Context, userID, team string) error {
 
 // notLastAdmin refuses to take away the only ADMIN of team (the team row is
 // locked, so two concurrent demotions cannot both pass).
-func notLastAdmin(ctx context.Context, st *Store, team, verb string) error {
-	n, err := st.CountAdmins(ctx, team)
+func notLastAdmin(ctx context.Context, q store.DBTX, team, verb string) error {
+	n, err := teamdb.CountAdmins(ctx, q, team)
 	if err != nil {
-		return err
+		return fmt.Errorf("count admins: %w", err)
 	}
 	if n <= 1 {
 		return errs.Precondition(fmt.Sprintf("Cannot %s the last ADMIN of team: %s", verb, team))

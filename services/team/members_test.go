@@ -84,7 +84,7 @@ func TestSetRoleRules(t *testing.T) {
 		if err := step.do(); err != nil {
 			t.Fatal(err)
 		}
-		if r, _ := h.svc.store.Membership(h.ctx, "user_new", "alpha"); string(r) != step.want {
+		if r, _ := membership(h.ctx, h.pool, "user_new", "alpha"); string(r) != step.want {
 			t.Errorf("role %q, want %q", r, step.want)
 		}
 	}

@@ -20,7 +20,6 @@ import (
 // holds but PostgreSQL no longer does are sent as null, which Clerk's deep
 // merge deletes. So a message can be delivered twice, or late, harmlessly.
 func MirrorRoles(pool *pgxpool.Pool, dir *Directory, log *slog.Logger) outbox.Handler {
-	store := NewStore(pool)
 	return func(ctx context.Context, entries []outbox.Entry) []error {
 		results := make([]error, len(entries))
 		failed := false
@@ -35,7 +34,7 @@ func MirrorRoles(pool *pgxpool.Pool, dir *Directory, log *slog.Logger) outbox.Ha
 			if dir == nil {
 				continue // Clerk not configured: nothing to mirror to
 			}
-			if err := mirrorUser(ctx, store, dir, msg.UserID); err != nil {
+			if err := mirrorUser(ctx, pool, dir, msg.UserID); err != nil {
 				if errors.Is(err, errs.ErrNotFound) {
 					// Not a Clerk user (deleted, or a test id): nothing to update.
 					log.InfoContext(ctx, "roles not mirrored: user not in Clerk", "user_id", msg.UserID)
@@ -51,8 +50,8 @@ func MirrorRoles(pool *pgxpool.Pool, dir *Directory, log *slog.Logger) outbox.Ha
 	}
 }
 
-func mirrorUser(ctx context.Context, store *Store, dir *Directory, userID string) error {
-	p, err := store.UserPrincipal(ctx, userID)
+func mirrorUser(ctx context.Context, pool *pgxpool.Pool, dir *Directory, userID string) error {
+	p, err := userPrincipal(ctx, pool, userID)
 	if err != nil {
 		return err
 	}

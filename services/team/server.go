@@ -2,6 +2,7 @@ package team
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -40,7 +41,7 @@ func (r localResolver) ResolveUser(ctx context.Context, userID string) (*auth.Pr
 }
 
 func (r localResolver) ResolveAdminKey(ctx context.Context, keyHash string) (*auth.Principal, error) {
-	return r.svc.store.AdminKeyPrincipal(ctx, keyHash)
+	return adminKeyPrincipal(ctx, r.svc.pool, keyHash)
 }
 
 // GetPrincipal resolves a verified Clerk user id or an admin key hash. Only
@@ -63,7 +64,7 @@ func (s *Server) GetPrincipal(ctx context.Context, req *teamv1.GetPrincipalReque
 		if len(c.AdminKeyHash) != 64 {
 			return nil, errs.Invalid("admin_key_hash must be 64 hex characters")
 		}
-		p, err = s.svc.store.AdminKeyPrincipal(ctx, c.AdminKeyHash)
+		p, err = adminKeyPrincipal(ctx, s.svc.pool, c.AdminKeyHash)
 	default:
 		return nil, errs.Invalid("one of user_id or admin_key_hash is required")
 	}
@@ -81,7 +82,7 @@ func (s *Server) LookupTeams(ctx context.Context, req *teamv1.LookupTeamsRequest
 	if len(req.GetTeamIds()) > 1000 {
 		return nil, errs.Invalid("at most 1000 team ids per call")
 	}
-	teams, err := s.svc.store.TeamsByID(ctx, req.GetTeamIds())
+	teams, err := teamsByID(ctx, s.svc.pool, req.GetTeamIds())
 	if err != nil {
 		return nil, err
 	}
@@ -99,9 +100,9 @@ func (s *Server) CountTeams(ctx context.Context, _ *teamv1.CountTeamsRequest) (*
 	if err := auth.RequireService(ctx); err != nil {
 		return nil, err
 	}
-	n, err := s.svc.store.CountTeams(ctx)
+	n, err := teamdb.CountTeams(ctx, s.svc.pool)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("count teams: %w", err)
 	}
 	return &teamv1.CountTeamsResponse{Total: n}, nil
 }

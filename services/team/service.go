@@ -40,8 +40,7 @@ type Options struct {
 // each authorizing with package authz, validating, and writing changes with
 // their audit events and Clerk mirror messages in one transaction.
 type Service struct {
-	pool  *pgxpool.Pool
-	store *Store
+	pool *pgxpool.Pool
 	Options
 }
 
@@ -53,7 +52,7 @@ func NewService(pool *pgxpool.Pool, o Options) *Service {
 	if o.UserTTL <= 0 {
 		o.UserTTL = 10 * time.Minute
 	}
-	return &Service{pool: pool, store: NewStore(pool), Options: o}
+	return &Service{pool: pool, Options: o}
 }
 
 // principal returns the caller, which the authenticator always sets for
@@ -66,9 +65,9 @@ func principal(ctx context.Context) (*auth.Principal, error) {
 	return p, nil
 }
 
-// write runs fn in a transaction with a Store on it.
-func (s *Service) write(ctx context.Context, fn func(tx pgx.Tx, st *Store) error) error {
-	return db.InTx(ctx, s.pool, func(tx pgx.Tx) error { return fn(tx, NewStore(tx)) })
+// write runs fn in a transaction.
+func (s *Service) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return db.InTx(ctx, s.pool, fn)
 }
 
 // TopicClerkRoles is the outbox topic of "write this user's roles to Clerk"

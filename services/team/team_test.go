@@ -17,7 +17,7 @@ import (
 
 func TestCoreTeamIsSeeded(t *testing.T) {
 	pool := dbtest.NewPool(t, Migrations)
-	teams, err := NewStore(pool).TeamsByID(context.Background(), []string{"core-team", "nope"})
+	teams, err := teamsByID(context.Background(), pool, []string{"core-team", "nope"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,6 @@ func TestCoreTeamIsSeeded(t *testing.T) {
 func TestBootstrapKeyIsIdempotentAndRotates(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.NewPool(t, Migrations)
-	store := NewStore(pool)
 	key := auth.NewAdminKey()
 
 	// Several replicas starting at once leave exactly one live key.
@@ -50,7 +49,7 @@ func TestBootstrapKeyIsIdempotentAndRotates(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM team.admin_keys WHERE revoked_at IS NULL`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("live keys = %d (%v), want 1", n, err)
 	}
-	p, err := store.AdminKeyPrincipal(ctx, auth.HashKey(key))
+	p, err := adminKeyPrincipal(ctx, pool, auth.HashKey(key))
 	if err != nil || !p.IsGlobalAdmin() || p.Kind != auth.KindAdminKey {
 		t.Fatalf("principal %+v, %v", p, err)
 	}
@@ -66,10 +65,10 @@ func TestBootstrapKeyIsIdempotentAndRotates(t *testing.T) {
 	if err := EnsureBootstrapKey(ctx, pool, next); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.AdminKeyPrincipal(ctx, auth.HashKey(key)); !errors.Is(err, errs.ErrNotFound) {
+	if _, err := adminKeyPrincipal(ctx, pool, auth.HashKey(key)); !errors.Is(err, errs.ErrNotFound) {
 		t.Errorf("previous bootstrap key still resolves: %v", err)
 	}
-	if _, err := store.AdminKeyPrincipal(ctx, auth.HashKey(next)); err != nil {
+	if _, err := adminKeyPrincipal(ctx, pool, auth.HashKey(next)); err != nil {
 		t.Errorf("new bootstrap key: %v", err)
 	}
 	if err := EnsureBootstrapKey(ctx, pool, "tmak_garbage"); err == nil {
@@ -80,8 +79,7 @@ func TestBootstrapKeyIsIdempotentAndRotates(t *testing.T) {
 func TestUserPrincipal(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.NewPool(t, Migrations)
-	store := NewStore(pool)
-	p, err := store.UserPrincipal(ctx, "user_nobody")
+	p, err := userPrincipal(ctx, pool, "user_nobody")
 	if err != nil || p.Kind != auth.KindUser || len(p.TeamRoles) != 0 || p.IsGlobalAdmin() {
 		t.Fatalf("user without roles: %+v %v", p, err)
 	}
@@ -92,7 +90,7 @@ func TestUserPrincipal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err = store.UserPrincipal(ctx, "user_a")
+	p, err = userPrincipal(ctx, pool, "user_a")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,9 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
+	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // ListTeams returns the teams the caller may read: all for a global ADMIN,
@@ -25,7 +27,15 @@ func (s *Service) ListTeams(ctx context.Context) ([]TeamWithCount, error) {
 	if p.Kind == auth.KindService {
 		return nil, errs.Forbidden("Permission denied: services act only through internal methods")
 	}
-	return s.store.ListTeams(ctx, all, ids)
+	rows, err := teamdb.ListTeams(ctx, s.pool, store.ListTeamsParams{AllTeams: all, Ids: ids})
+	if err != nil {
+		return nil, fmt.Errorf("list teams: %w", err)
+	}
+	out := make([]TeamWithCount, len(rows))
+	for i, r := range rows {
+		out[i] = teamOf(store.GetTeamRow(r))
+	}
+	return out, nil
 }
 
 // GetTeam returns one team the caller may read.
@@ -40,13 +50,35 @@ func (s *Service) GetTeam(ctx context.Context, id string) (TeamWithCount, error)
 	if err := authz.Authorize(p, authz.TeamRead, authz.Resource{Team: id}); err != nil {
 		return TeamWithCount{}, err
 	}
-	return s.store.GetTeam(ctx, id, false)
+	return getTeam(ctx, s.pool, id, false)
 }
 
 // NewTeam is what CreateTeam needs; nil optional fields take defaults.
 type NewTeam struct {
 	ID, Name                 string
 	Description, Color, Icon *string
+}
+
+// insertTeam creates a team; a taken id, or the id of a deleted team, is a
+// Conflict.
+func insertTeam(ctx context.Context, q store.DBTX, t Team) error {
+	n, err := teamdb.InsertTeam(ctx, q, store.InsertTeamParams{ID: t.ID, Name: t.Name, Description: t.Description,
+		Color: t.Color, Icon: t.Icon, CreatedBy: t.CreatedBy})
+	if err == nil && n == 0 {
+		return errs.Conflict(fmt.Sprintf("Team ID '%s' belonged to a deleted team and cannot be reused", t.ID))
+	}
+	if db.IsUniqueViolation(err) {
+		return errs.Conflict(fmt.Sprintf("Team ID '%s' already exists", t.ID))
+	}
+	if err != nil {
+		return fmt.Errorf("insert team: %w", err)
+	}
+	return nil
+}
+
+// TeamPatch holds the fields to change; nil leaves a field as it is.
+type TeamPatch struct {
+	Name, Description, Color, Icon *string
 }
 
 // CreateTeam creates a team and makes the creator its ADMIN (an admin key
@@ -75,13 +107,13 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 		}
 	}
 	var out TeamWithCount
-	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		if err := st.InsertTeam(ctx, t); err != nil {
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		if err := insertTeam(ctx, tx, t); err != nil {
 			return err
 		}
 		switch p.Kind {
 		case auth.KindUser:
-			if err := st.UpsertMembership(ctx, p.ID, t.ID, auth.RoleAdmin, p.ID); err != nil {
+			if err := upsertMembership(ctx, tx, p.ID, t.ID, auth.RoleAdmin, p.ID); err != nil {
 				return err
 			}
 			// The creator's ADMIN role is a grant like any other: the
@@ -104,7 +136,7 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 			// Keys are not members (the team's member list shows people),
 			// so the entity is admin_key_role, keyed like a membership.
 			if !p.IsGlobalAdmin() {
-				if _, err := tx.Exec(ctx, `INSERT INTO team.admin_key_roles (key_id, team_id, role) VALUES ($1, $2, 'ADMIN')`, p.ID, t.ID); err != nil {
+				if err := teamdb.GrantCreatorKey(ctx, tx, store.GrantCreatorKeyParams{KeyID: p.ID, TeamID: t.ID}); err != nil {
 					return fmt.Errorf("grant creator key: %w", err)
 				}
 				d := teamDetails(principalName(p), t)
@@ -120,7 +152,7 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 		if err := audit(ctx, tx, auditlog.Change{Action: "create", EntityType: "team", EntityID: t.ID, Team: t.ID, Details: d}); err != nil {
 			return err
 		}
-		out, err = st.GetTeam(ctx, t.ID, false)
+		out, err = getTeam(ctx, tx, t.ID, false)
 		return err
 	})
 	return out, err
@@ -155,15 +187,20 @@ func (s *Service) UpdateTeam(ctx context.Context, id string, patch TeamPatch) (T
 		}
 	}
 	var out TeamWithCount
-	err = s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		before, err := st.GetTeam(ctx, id, true)
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		before, err := getTeam(ctx, tx, id, true)
 		if err != nil {
 			return err
 		}
-		if err := st.UpdateTeam(ctx, id, patch); err != nil {
-			return err
+		n, err := teamdb.UpdateTeam(ctx, tx, store.UpdateTeamParams{ID: id, Name: patch.Name, Description: patch.Description,
+			Color: patch.Color, Icon: patch.Icon})
+		if err != nil {
+			return fmt.Errorf("update team: %w", err)
 		}
-		if out, err = st.GetTeam(ctx, id, false); err != nil {
+		if n == 0 {
+			return errs.NotFound("Team not found")
+		}
+		if out, err = getTeam(ctx, tx, id, false); err != nil {
 			return err
 		}
 		// The dashboard's keys hold the team after the update; changes
@@ -200,28 +237,26 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 	if id == authz.CoreTeam {
 		return errs.Precondition("core-team cannot be deleted: it governs route management")
 	}
-	if _, err := s.store.GetTeam(ctx, id, false); err != nil {
+	if _, err := getTeam(ctx, s.pool, id, false); err != nil {
 		return err
 	}
 	if s.Tokens == nil {
 		return errs.Unavailable("cannot verify the team has no tokens")
 	}
-	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		gone, err := st.GetTeam(ctx, id, true)
+	return s.write(ctx, func(tx pgx.Tx) error {
+		gone, err := getTeam(ctx, tx, id, true)
 		if err != nil {
 			return err
 		}
-		var others, callerMember int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE user_id <> $2), count(*) FILTER (WHERE user_id = $2)
-			FROM team.memberships WHERE team_id = $1`, id, p.ID).Scan(&others, &callerMember); err != nil {
+		members, err := teamdb.CountMembersBesides(ctx, tx, store.CountMembersBesidesParams{TeamID: id, UserID: p.ID})
+		if err != nil {
 			return fmt.Errorf("count members: %w", err)
 		}
-		if others > 0 {
-			return errs.Precondition(fmt.Sprintf("Cannot delete team with %d members. Please remove all members first.", others))
+		if members.Others > 0 {
+			return errs.Precondition(fmt.Sprintf("Cannot delete team with %d members. Please remove all members first.", members.Others))
 		}
-		var keys int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM team.admin_key_roles r JOIN team.admin_keys k ON k.id = r.key_id
-			WHERE r.team_id = $1 AND k.revoked_at IS NULL AND k.id <> $2`, id, p.ID).Scan(&keys); err != nil {
+		keys, err := teamdb.CountLiveKeyRolesBesides(ctx, tx, store.CountLiveKeyRolesBesidesParams{TeamID: id, KeyID: p.ID})
+		if err != nil {
 			return fmt.Errorf("count key roles: %w", err)
 		}
 		if keys > 0 {
@@ -243,15 +278,7 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 		// team) and roles of revoked keys. The caller's removal is a change
 		// like the caller's membership below, and is audited as such; a
 		// revoked key's roles ended, in the trail, when it was revoked.
-		rows, err := tx.Query(ctx, `DELETE FROM team.admin_key_roles r USING team.admin_keys k
-			WHERE r.team_id = $1 AND k.id = r.key_id RETURNING r.key_id, k.name, r.role, k.revoked_at IS NOT NULL`, id)
-		if err != nil {
-			return fmt.Errorf("delete key roles: %w", err)
-		}
-		removed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
-			Key, Name, Role string
-			Revoked         bool
-		}])
+		removed, err := teamdb.DeleteTeamKeyRoles(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("delete key roles: %w", err)
 		}
@@ -260,21 +287,21 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 				continue
 			}
 			d := teamDetails(r.Name, gone.Team)
-			d["admin_key_id"], d["previous_role"] = r.Key, r.Role
-			if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "admin_key_role", EntityID: r.Key + "@" + id, Team: id,
+			d["admin_key_id"], d["previous_role"] = r.KeyID, r.Role
+			if err := audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "admin_key_role", EntityID: r.KeyID + "@" + id, Team: id,
 				Details: d}); err != nil {
 				return err
 			}
 		}
-		if callerMember > 0 {
-			previous, err := st.Membership(ctx, p.ID, id)
+		if members.UserMember > 0 {
+			previous, err := membership(ctx, tx, p.ID, id)
 			if err != nil {
 				return err
 			}
-			if err := st.DeleteMembership(ctx, p.ID, id); err != nil {
+			if err := deleteMembership(ctx, tx, p.ID, id); err != nil {
 				return err
 			}
-			d, err := membershipDetails(ctx, st, p.ID, gone.Team, "", previous)
+			d, err := membershipDetails(ctx, tx, p.ID, gone.Team, "", previous)
 			if err != nil {
 				return err
 			}
@@ -286,8 +313,8 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		if err := st.DeleteTeam(ctx, id, p.ID); err != nil {
-			return err
+		if err := teamdb.DeleteTeam(ctx, tx, store.DeleteTeamParams{ID: id, DeletedBy: p.ID}); err != nil {
+			return fmt.Errorf("delete team: %w", err)
 		}
 		return audit(ctx, tx, auditlog.Change{Action: "delete", EntityType: "team", EntityID: id, Team: id, Details: teamDetails(gone.Name, gone.Team)})
 	})
@@ -305,10 +332,10 @@ func (s *Service) ListTeamMembers(ctx context.Context, id string) ([]Member, err
 	if err := authz.Authorize(p, authz.TeamRead, authz.Resource{Team: id}); err != nil {
 		return nil, err
 	}
-	if _, err := s.store.GetTeam(ctx, id, false); err != nil {
+	if _, err := getTeam(ctx, s.pool, id, false); err != nil {
 		return nil, err
 	}
-	members, err := s.store.TeamMembers(ctx, id)
+	members, err := teamMembers(ctx, s.pool, id)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +349,7 @@ func (s *Service) ListTeamMembers(ctx context.Context, id string) ([]Member, err
 		// Best effort: a member list with stale names beats no list.
 		if err := s.refreshUsers(ctx, stale); err != nil {
 			s.Log.WarnContext(ctx, "could not refresh member profiles from Clerk", "error", err)
-		} else if members, err = s.store.TeamMembers(ctx, id); err != nil {
+		} else if members, err = teamMembers(ctx, s.pool, id); err != nil {
 			return nil, err
 		}
 	}

@@ -25,7 +25,7 @@ func TestCreateTeam(t *testing.T) {
 	if got.GetMemberCount() != 1 || got.GetColor() != "#3b82f6" || got.GetDescription() != "" || got.GetCreatedBy() != "user_admin" || got.GetIcon() != "🛠️" {
 		t.Errorf("created %+v", got)
 	}
-	if r, _ := h.svc.store.Membership(h.ctx, "user_admin", "backend-team"); r != "ADMIN" {
+	if r, _ := membership(h.ctx, h.pool, "user_admin", "backend-team"); r != "ADMIN" {
 		t.Errorf("creator role %q, want ADMIN", r)
 	}
 	// The team, and the creator's ADMIN membership.

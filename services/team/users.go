@@ -13,6 +13,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
+	"github.com/tokenmanager/tokenmanager/services/team/store"
 )
 
 // Keys of Clerk publicMetadata this system owns (contract §5.2).
@@ -58,7 +59,7 @@ func (s *Service) ListUsers(ctx context.Context) ([]UserView, error) {
 	for i, u := range users {
 		ids[i] = u.ID
 	}
-	teamRoles, globalRoles, err := s.store.RolesOfUsers(ctx, ids)
+	teamRoles, globalRoles, err := rolesOfUsers(ctx, s.pool, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +139,8 @@ func (s *Service) ingestUsers(ctx context.Context, users []*clerk.User) error {
 		cached[i] = cachedFromClerk(u)
 		byID[u.ID] = u
 	}
-	return s.write(ctx, func(tx pgx.Tx, st *Store) error {
-		fresh, err := st.UpsertUsers(ctx, cached)
+	return s.write(ctx, func(tx pgx.Tx) error {
+		fresh, err := upsertUsers(ctx, tx, cached)
 		if err != nil {
 			return err
 		}
@@ -172,41 +173,33 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 	for i, e := range emails {
 		lower[i] = strings.ToLower(e)
 	}
-	rows, err := tx.Query(ctx, `
-		SELECT id, email, team_roles FROM team.invitations
-		 WHERE lower(email) = ANY($1) AND applied_at IS NULL AND revoked_at IS NULL AND created_at > now() - $2::interval
-		 ORDER BY created_at FOR UPDATE`, lower, fmt.Sprintf("%d seconds", int(invitationValidity.Seconds())))
+	invs, err := teamdb.LockPendingInvitations(ctx, tx, store.LockPendingInvitationsParams{Emails: lower,
+		Validity: fmt.Sprintf("%d seconds", int(invitationValidity.Seconds()))})
 	if err != nil {
 		return fmt.Errorf("pending invitations: %w", err)
 	}
-	type pending struct {
-		id, email string
-		roles     map[string]string
+	if len(invs) == 0 {
+		return nil
 	}
-	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pending, error) {
-		var p pending
-		err := r.Scan(&p.id, &p.email, &p.roles)
-		return p, err
-	})
-	if err != nil || len(invs) == 0 {
-		return err
-	}
-	st := NewStore(tx)
 	for _, inv := range invs {
+		roles, err := decodeTeamRoles(inv.TeamRoles)
+		if err != nil {
+			return fmt.Errorf("pending invitations: %w", err)
+		}
 		granted := map[string]string{}
-		for team, r := range inv.roles {
+		for team, r := range roles {
 			role, err := auth.ParseRole(r)
 			if err != nil {
 				continue
 			}
-			exists, err := st.ExistingTeams(ctx, []string{team})
+			exists, err := existingTeams(ctx, tx, []string{team})
 			if err != nil {
 				return err
 			}
 			if !exists[team] {
 				continue // deleted since the invitation
 			}
-			added, err := st.AddMembershipIfAbsent(ctx, userID, team, role, "invitation:"+inv.id)
+			added, err := addMembershipIfAbsent(ctx, tx, userID, team, role, "invitation:"+inv.ID)
 			if err != nil {
 				return err
 			}
@@ -214,12 +207,12 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 				granted[team] = string(role)
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE team.invitations SET applied_at = now(), applied_to = $2 WHERE id = $1`, inv.id, userID); err != nil {
+		if err := teamdb.MarkInvitationApplied(ctx, tx, store.MarkInvitationAppliedParams{ID: inv.ID, AppliedTo: &userID}); err != nil {
 			return fmt.Errorf("mark invitation applied: %w", err)
 		}
 		// One event per team granted, like create and revoke (see
 		// invitationChanges).
-		changes, err := invitationChanges(ctx, st, "accept", inv.id, inv.email, granted, map[string]any{"user_id": userID})
+		changes, err := invitationChanges(ctx, tx, "accept", inv.ID, inv.Email, granted, map[string]any{"user_id": userID})
 		if err != nil {
 			return err
 		}
@@ -235,7 +228,7 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 // when missing or older than UserTTL. Clerk being down never fails a
 // sign-in: the principal then lacks (fresh) e-mail and name.
 func (s *Service) ResolveUser(ctx context.Context, userID string) (*auth.Principal, error) {
-	cached, ok, err := s.store.CachedUser(ctx, userID)
+	cached, ok, err := cachedUser(ctx, s.pool, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -251,15 +244,15 @@ func (s *Service) ResolveUser(ctx context.Context, userID string) (*auth.Princip
 			if ok {
 				// Keep the stale profile for another TTL rather than ask a
 				// failing Clerk on every request.
-				if _, terr := s.pool.Exec(ctx, `UPDATE team.users SET refreshed_at = now() WHERE user_id = $1`, userID); terr != nil {
+				if terr := teamdb.TouchUser(ctx, s.pool, userID); terr != nil {
 					return nil, terr
 				}
 			}
-		} else if cached, ok, err = s.store.CachedUser(ctx, userID); err != nil {
+		} else if cached, ok, err = cachedUser(ctx, s.pool, userID); err != nil {
 			return nil, err
 		}
 	}
-	p, err := s.store.UserPrincipal(ctx, userID)
+	p, err := userPrincipal(ctx, s.pool, userID)
 	if err != nil {
 		return nil, err
 	}
