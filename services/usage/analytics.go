@@ -2,7 +2,6 @@ package usage
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -70,7 +69,7 @@ func (a *analytics) Stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, 
 		Since: now.Add(-24 * time.Hour).Truncate(time.Hour), AllTeams: sc.All, TeamIds: sc.TeamIDs(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("usage hourly: %w", err)
+		return nil, err
 	}
 	for _, h := range hours {
 		out.HourlyUsage = append(out.HourlyUsage, &usagev1.HourlyUsage{

@@ -3,7 +3,6 @@ package usage
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 
@@ -77,7 +76,7 @@ func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *wrapp
 		TokenID: tokenID, AllTeams: all.All, TeamIds: all.TeamIDs(), MaxRows: 1000,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("usage distribution by route_path: %w", err)
+		return nil, err
 	}
 	logs, err := queries.RecentEvents(ctx, a.db, store.EventFilter{Scope: all, TokenID: tokenID}, limit)
 	if err != nil {
@@ -174,7 +173,7 @@ func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *wrapper
 		RoutePath: path, AllTeams: sc.All, TeamIds: sc.TeamIDs(), MaxRows: 5,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("usage distribution by token_id: %w", err)
+		return nil, err
 	}
 	logs, err := queries.RecentEvents(ctx, a.db, store.EventFilter{Scope: sc, RoutePath: path}, limit)
 	if err != nil {
