@@ -400,3 +400,28 @@ func TestListRecentEvents(t *testing.T) {
 		t.Errorf("limit 101: %v", err)
 	}
 }
+
+// TestReadsPresentOldDetailsAsText: an event stored before details had
+// v2.7's shape (a token update's name as {"from","to"}) reads with string
+// name and operator keys, so the dashboard can render it; the stored row,
+// and so the chain, are unchanged.
+func TestReadsPresentOldDetailsAsText(t *testing.T) {
+	f := newFixture(t)
+	f.record(t, ev("old-1", "update", "token", "alpha", map[string]any{
+		"name": map[string]any{"from": "a", "to": "b"}, "team_name": 7.0, "updated_by_email": []any{"x"},
+		"changes": map[string]any{"kept": true}}))
+	r, err := f.client.ListAuditLogs(as(f.admin), &auditv1.ListAuditLogsRequest{})
+	if err != nil || len(r.Data) != 1 {
+		t.Fatalf("list: %v %v", r, err)
+	}
+	d := r.Data[0].Details.AsMap()
+	if d["name"] != "b" || d["team_name"] != "7" || d["updated_by_email"] != `["x"]` {
+		t.Errorf("details read as %v", d)
+	}
+	if _, ok := d["changes"].(map[string]any); !ok {
+		t.Errorf("keys the dashboard does not render are left as they are: %v", d["changes"])
+	}
+	if v := f.verify(t); !v.Ok {
+		t.Errorf("chain broken: %v", v)
+	}
+}

@@ -196,7 +196,36 @@ func detailsOf(raw []byte) (*structpb.Struct, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("stored details: %w", err)
 	}
+	presentable(m)
 	return structpb.NewStruct(m)
+}
+
+// shownAsText are the detail keys v2.7's dashboard renders as text.
+var shownAsText = []string{"name", "team_id", "team_name", "created_by", "updated_by", "deleted_by",
+	"created_by_email", "updated_by_email", "deleted_by_email"}
+
+// presentable makes the keys the dashboard renders as text strings, in what
+// a read returns; the stored event (and its hash chain) is untouched.
+// Events are written in that shape (auditlog enforces it), but a trail
+// kept from before it was (an update's {"name": {"from", "to"}}, which
+// React cannot render) would blank the Dashboard and Audit Logs pages: a
+// {"from", "to"} change reads as its "to", anything else as its JSON text.
+func presentable(m map[string]any) {
+	for _, k := range shownAsText {
+		switch v := m[k].(type) {
+		case nil, string:
+		case map[string]any:
+			if to, ok := v["to"].(string); ok {
+				m[k] = to
+				continue
+			}
+			b, _ := json.Marshal(v)
+			m[k] = string(b)
+		default:
+			b, _ := json.Marshal(v)
+			m[k] = string(b)
+		}
+	}
 }
 
 // optional maps "" (not recorded) to JSON null.
