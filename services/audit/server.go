@@ -25,15 +25,6 @@ type Server struct {
 // NewServer returns the gRPC server of svc.
 func NewServer(svc *Service) *Server { return &Server{svc: svc} }
 
-// caller is the authenticated principal (every audit RPC needs one).
-func caller(ctx context.Context) (*auth.Principal, error) {
-	p, ok := auth.FromContext(ctx)
-	if !ok {
-		return nil, errs.Unauthenticated("Not authenticated: missing bearer credential")
-	}
-	return p, nil
-}
-
 // Record appends a batch of events (internal: the writers' outbox relays).
 func (s *Server) Record(ctx context.Context, req *auditv1.RecordRequest) (*auditv1.RecordResponse, error) {
 	if err := auth.RequireService(ctx); err != nil {
@@ -48,7 +39,7 @@ func (s *Server) Record(ctx context.Context, req *auditv1.RecordRequest) (*audit
 
 // ListAuditLogs is GET /api/dashboard/audit-logs.
 func (s *Server) ListAuditLogs(ctx context.Context, req *auditv1.ListAuditLogsRequest) (*auditv1.ListAuditLogsResponse, error) {
-	p, err := caller(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +70,7 @@ func (s *Server) ListAuditLogs(ctx context.Context, req *auditv1.ListAuditLogsRe
 // ExportAuditLogs is GET /api/dashboard/audit-logs/export (CSV chunks).
 func (s *Server) ExportAuditLogs(req *auditv1.ExportAuditLogsRequest, stream auditv1.AuditService_ExportAuditLogsServer) error {
 	ctx := stream.Context()
-	p, err := caller(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -94,7 +85,7 @@ func (s *Server) ExportAuditLogs(req *auditv1.ExportAuditLogsRequest, stream aud
 
 // VerifyChain is GET /api/dashboard/audit-logs/verify (global ADMIN).
 func (s *Server) VerifyChain(ctx context.Context, _ *auditv1.VerifyChainRequest) (*auditv1.VerifyChainResponse, error) {
-	p, err := caller(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +98,7 @@ func (s *Server) VerifyChain(ctx context.Context, _ *auditv1.VerifyChainRequest)
 
 // GetStats is GET /api/stats.
 func (s *Server) GetStats(ctx context.Context, _ *auditv1.GetStatsRequest) (*auditv1.GetStatsResponse, error) {
-	p, err := caller(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

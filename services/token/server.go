@@ -32,14 +32,6 @@ type Server struct {
 // NewServer returns a server over svc; sync may be nil.
 func NewServer(svc *Service, sync *kvsync.Syncer) *Server { return &Server{svc: svc, sync: sync} }
 
-func principal(ctx context.Context) (*auth.Principal, error) {
-	p, ok := auth.FromContext(ctx)
-	if !ok {
-		return nil, errs.Unauthenticated("Not authenticated")
-	}
-	return p, nil
-}
-
 func ts(t *time.Time) *timestamppb.Timestamp {
 	if t == nil {
 		return nil
@@ -96,7 +88,7 @@ func optString(w *wrapperspb.StringValue) *string {
 
 // CreateToken implements TokenService.
 func (s *Server) CreateToken(ctx context.Context, req *tokenv1.CreateTokenRequest) (*tokenv1.CreateTokenResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +106,7 @@ func (s *Server) CreateToken(ctx context.Context, req *tokenv1.CreateTokenReques
 
 // ListTokens implements TokenService.
 func (s *Server) ListTokens(ctx context.Context, _ *tokenv1.ListTokensRequest) (*tokenv1.ListTokensResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +119,7 @@ func (s *Server) ListTokens(ctx context.Context, _ *tokenv1.ListTokensRequest) (
 
 // UpdateToken implements TokenService.
 func (s *Server) UpdateToken(ctx context.Context, req *tokenv1.UpdateTokenRequest) (*tokenv1.UpdateTokenResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +139,7 @@ func (s *Server) UpdateToken(ctx context.Context, req *tokenv1.UpdateTokenReques
 
 // DeleteToken implements TokenService.
 func (s *Server) DeleteToken(ctx context.Context, req *tokenv1.DeleteTokenRequest) (*tokenv1.DeleteTokenResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +151,7 @@ func (s *Server) DeleteToken(ctx context.Context, req *tokenv1.DeleteTokenReques
 
 // RevealToken implements TokenService.
 func (s *Server) RevealToken(ctx context.Context, req *tokenv1.RevealTokenRequest) (*tokenv1.RevealTokenResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +164,7 @@ func (s *Server) RevealToken(ctx context.Context, req *tokenv1.RevealTokenReques
 
 // RotateToken implements TokenService.
 func (s *Server) RotateToken(ctx context.Context, req *tokenv1.RotateTokenRequest) (*tokenv1.RotateTokenResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +196,7 @@ func routeProto(r *Route) *tokenv1.Route {
 
 // CreateRoute implements TokenService.
 func (s *Server) CreateRoute(ctx context.Context, req *tokenv1.CreateRouteRequest) (*tokenv1.CreateRouteResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +214,7 @@ func (s *Server) CreateRoute(ctx context.Context, req *tokenv1.CreateRouteReques
 
 // ListRoutes implements TokenService.
 func (s *Server) ListRoutes(ctx context.Context, _ *tokenv1.ListRoutesRequest) (*tokenv1.ListRoutesResponse, error) {
-	if _, err := principal(ctx); err != nil {
+	if _, err := auth.Caller(ctx); err != nil {
 		return nil, err
 	}
 	list, err := s.svc.ListRoutes(ctx)
@@ -238,7 +230,7 @@ func (s *Server) ListRoutes(ctx context.Context, _ *tokenv1.ListRoutesRequest) (
 
 // UpdateRoute implements TokenService.
 func (s *Server) UpdateRoute(ctx context.Context, req *tokenv1.UpdateRouteRequest) (*tokenv1.UpdateRouteResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +255,7 @@ func (s *Server) UpdateRoute(ctx context.Context, req *tokenv1.UpdateRouteReques
 
 // DeleteRoute implements TokenService.
 func (s *Server) DeleteRoute(ctx context.Context, req *tokenv1.DeleteRouteRequest) (*tokenv1.DeleteRouteResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +267,7 @@ func (s *Server) DeleteRoute(ctx context.Context, req *tokenv1.DeleteRouteReques
 
 // ListRouteTags implements TokenService.
 func (s *Server) ListRouteTags(ctx context.Context, _ *tokenv1.ListRouteTagsRequest) (*tokenv1.ListRouteTagsResponse, error) {
-	if _, err := principal(ctx); err != nil {
+	if _, err := auth.Caller(ctx); err != nil {
 		return nil, err
 	}
 	tags, err := s.svc.ListRouteTags(ctx)

@@ -102,6 +102,16 @@ func FromContext(ctx context.Context) (*Principal, bool) {
 	return p, ok && p != nil
 }
 
+// Caller returns the authenticated principal of ctx, or Unauthenticated
+// when there is none: the first line of every RPC that needs a caller.
+func Caller(ctx context.Context) (*Principal, error) {
+	p, ok := FromContext(ctx)
+	if !ok {
+		return nil, errs.Unauthenticated(msgMissing)
+	}
+	return p, nil
+}
+
 // RequireService guards internal RPCs, which only other services may call.
 func RequireService(ctx context.Context) error {
 	p, ok := FromContext(ctx)
