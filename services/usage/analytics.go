@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -69,7 +70,7 @@ func (a *analytics) Stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, 
 		Since: now.Add(-24 * time.Hour).Truncate(time.Hour), AllTeams: sc.All, TeamIds: sc.TeamIDs(),
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("usage hourly: %w", err)
 	}
 	for _, h := range hours {
 		out.HourlyUsage = append(out.HourlyUsage, &usagev1.HourlyUsage{

@@ -3,6 +3,7 @@ package usage
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 
@@ -76,7 +77,7 @@ func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *wrapp
 		TokenID: tokenID, AllTeams: all.All, TeamIds: all.TeamIDs(), MaxRows: 1000,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("usage distribution by route_path: %w", err)
 	}
 	logs, err := queries.RecentEvents(ctx, a.db, store.EventFilter{Scope: all, TokenID: tokenID}, limit)
 	if err != nil {
@@ -173,7 +174,7 @@ func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *wrapper
 		RoutePath: path, AllTeams: sc.All, TeamIds: sc.TeamIDs(), MaxRows: 5,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("usage distribution by token_id: %w", err)
 	}
 	logs, err := queries.RecentEvents(ctx, a.db, store.EventFilter{Scope: sc, RoutePath: path}, limit)
 	if err != nil {
