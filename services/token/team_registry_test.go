@@ -87,3 +87,49 @@ func TestRetireTeamRacesCreateToken(t *testing.T) {
 	}
 	t.Logf("%d rounds: %v", rounds, won)
 }
+
+// TestRevokeOrphanedTeam: the tokens a team left behind (deleted before the
+// registry existed) are revoked, leave KV, are audited, and the id can get
+// no new token; other teams' tokens are untouched.
+func TestRevokeOrphanedTeam(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	svc := newService(t)
+	var orphans []*Created
+	for i := range 2 {
+		c, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: fmt.Sprint("orphan-", i), TeamID: "backend-team", Scopes: []string{"*"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orphans = append(orphans, c)
+	}
+	other, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "kept", TeamID: "media-team", Scopes: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RevokeOrphanedTeam(ctx, service, "Bad Id"); !errors.Is(err, errs.ErrInvalidArgument) {
+		t.Errorf("bad team id: %v", err)
+	}
+	n, err := svc.RevokeOrphanedTeam(ctx, service, "backend-team")
+	if err != nil || n != 2 {
+		t.Fatalf("revoked %d, %v", n, err)
+	}
+	kv := desired(t, svc)
+	for _, c := range orphans {
+		if _, ok := kv["token:"+HashToken(c.Plaintext)]; ok {
+			t.Errorf("%s is still wanted in KV", c.Name)
+		}
+	}
+	if _, ok := kv["token:"+HashToken(other.Plaintext)]; !ok {
+		t.Error("another team's token was touched")
+	}
+	if got := count(t, svc.Pool, `SELECT count(*) FROM token.outbox WHERE topic = 'audit' AND payload::text LIKE '%no longer exists%'`); got != 2 {
+		t.Errorf("%d audit events of the revocations, want 2", got)
+	}
+	if _, err := svc.CreateToken(ctx, globalAdmin, NewTokenInput{Name: "new", TeamID: "backend-team", Scopes: []string{"*"}}); !errors.Is(err, errs.ErrInvalidArgument) {
+		t.Errorf("a token for the retired id: %v", err)
+	}
+	if n, err := svc.RevokeOrphanedTeam(ctx, service, "backend-team"); err != nil || n != 0 {
+		t.Errorf("again: %d, %v", n, err)
+	}
+}

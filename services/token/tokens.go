@@ -567,3 +567,39 @@ func timeOrNil(t *time.Time) any {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
+
+// RevokeOrphanedTeam revokes every live token of a team that no longer
+// exists and retires its id, for tokens left behind by a team deletion from
+// before the registry (tmctl orphaned-tokens): each revocation leaves KV
+// through the outbox and is audited as a delete. The caller (an operator
+// tool) has established that the team is gone; nothing here can, as the
+// team service owns teams.
+func (s *Service) RevokeOrphanedTeam(ctx context.Context, p *auth.Principal, team string) (int, error) {
+	if err := checkTeamID(team); err != nil {
+		return 0, err
+	}
+	var n int
+	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := lockTeam(ctx, tx, team); err != nil {
+			return err
+		}
+		revoked, err := queries.RevokeTeamTokens(ctx, tx, store.RevokeTeamTokensParams{TeamID: team, RevokedBy: &p.ID})
+		if err != nil {
+			return err
+		}
+		for _, r := range revoked {
+			if err := enqueueRemoved(ctx, tx)(queries.RemoveTokenSecretsFromKV(ctx, tx, r.ID)); err != nil {
+				return err
+			}
+			details := tokenDetails(&Token{Name: r.Name, TeamID: team}, "")
+			details["reason"] = "its team no longer exists"
+			if err := auditlog.Record(ctx, tx, schema, auditlog.Change{Action: "delete", EntityType: "token",
+				EntityID: strconv.FormatInt(r.ID, 10), Team: team, Details: details}); err != nil {
+				return err
+			}
+		}
+		n = len(revoked)
+		return queries.RetireTeam(ctx, tx, team)
+	})
+	return n, err
+}

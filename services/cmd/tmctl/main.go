@@ -10,6 +10,10 @@
 //	                       Clerk as PUT/DELETE /api/users/{id}/global-role do; the last global
 //	                       ADMIN cannot be revoked (grant/revoke: DATABASE_URL, CLERK_SECRET_KEY,
 //	                       CLERK_API_URL; list: DATABASE_URL); prints JSON
+//	tmctl orphaned-tokens [-revoke]
+//	                       list the deleted teams that still own live tokens (left by a team
+//	                       deletion from before token migration 0004); -revoke revokes them
+//	                       (audited, removed from KV) and retires the ids (DATABASE_URL); prints JSON
 //
 // Run with -check-config to validate the environment and list the variables read.
 package main
@@ -61,7 +65,7 @@ func loadImportConfig(l *config.Loader) importConfig {
 }
 
 func printUsage() {
-	fmt.Fprintln(os.Stderr, "usage: tmctl [-check-config] migrate | admin-key new | import-roles [-dry-run] | global-admin grant|revoke USER_ID | global-admin list")
+	fmt.Fprintln(os.Stderr, "usage: tmctl [-check-config] migrate | admin-key new | import-roles [-dry-run] | global-admin grant|revoke USER_ID | global-admin list | orphaned-tokens [-revoke]")
 	os.Exit(2)
 }
 
@@ -89,6 +93,24 @@ func main() {
 		}
 		if err := runImportRoles(cfg, *dryRun); err != nil {
 			fmt.Fprintf(os.Stderr, "tmctl import-roles: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(args) >= 1 && args[0] == "orphaned-tokens" {
+		fs := flag.NewFlagSet("orphaned-tokens", flag.ExitOnError)
+		revoke := fs.Bool("revoke", false, "revoke the orphaned tokens and retire their team ids")
+		_ = fs.Parse(args[1:])
+		if fs.NArg() != 0 {
+			printUsage()
+		}
+		cfg, _, err := app.Load(os.LookupEnv, loadMigrateConfig)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
+			os.Exit(2)
+		}
+		if err := runOrphanedTokens(cfg, *revoke); err != nil {
+			fmt.Fprintf(os.Stderr, "tmctl orphaned-tokens: %v\n", err)
 			os.Exit(1)
 		}
 		return

@@ -43,3 +43,40 @@ func (q *Queries) RetireTeam(ctx context.Context, db DBTX, teamID string) error 
 	_, err := db.Exec(ctx, retireTeam, teamID)
 	return err
 }
+
+const revokeTeamTokens = `-- name: RevokeTeamTokens :many
+UPDATE token.tokens SET revoked_at = now(), revoked_by = $1, rotation_grace_ends_at = NULL, updated_at = now()
+WHERE team_id = $2 AND revoked_at IS NULL
+RETURNING id, name
+`
+
+type RevokeTeamTokensParams struct {
+	RevokedBy *string
+	TeamID    string
+}
+
+type RevokeTeamTokensRow struct {
+	ID   int64
+	Name string
+}
+
+// Revokes every live token of a team; returns their ids and names.
+func (q *Queries) RevokeTeamTokens(ctx context.Context, db DBTX, arg RevokeTeamTokensParams) ([]*RevokeTeamTokensRow, error) {
+	rows, err := db.Query(ctx, revokeTeamTokens, arg.RevokedBy, arg.TeamID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RevokeTeamTokensRow
+	for rows.Next() {
+		var i RevokeTeamTokensRow
+		if err := rows.Scan(&i.ID, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

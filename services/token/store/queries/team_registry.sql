@@ -10,3 +10,9 @@ SELECT count(*) FROM token.tokens WHERE team_id = @team_id AND revoked_at IS NUL
 
 -- name: RetireTeam :exec
 UPDATE token.team_registry SET retired_at = coalesce(retired_at, now()) WHERE team_id = @team_id;
+
+-- name: RevokeTeamTokens :many
+-- Revokes every live token of a team; returns their ids and names.
+UPDATE token.tokens SET revoked_at = now(), revoked_by = @revoked_by, rotation_grace_ends_at = NULL, updated_at = now()
+WHERE team_id = @team_id AND revoked_at IS NULL
+RETURNING id, name;
