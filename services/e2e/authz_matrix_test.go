@@ -433,6 +433,22 @@ func TestAuthzMatrix(t *testing.T) {
 			}
 		}
 	}
+	// Figures leak too: the shared route's calls as each sees them (3 by
+	// team A's token, 3 by team B's).
+	for c, want := range map[caller]int64{viewer: 3, teamKey: 3, noTeam: 0, coreDev: 0, claimer: 0, otherAdmin: 3, globalAdmin: 6} {
+		r := s.teamMust(t, 200, "GET", "/api/usage/route?route_path="+sharedRouteQuery, w.credential(c), "")
+		var b struct {
+			Stats struct {
+				TotalCalls int64 `json:"total_calls"`
+			}
+		}
+		if err := json.Unmarshal(r.Body, &b); err != nil {
+			t.Fatalf("usage by route: %v", err)
+		}
+		if b.Stats.TotalCalls != want {
+			t.Errorf("%s sees %d calls on the shared route, want %d", c, b.Stats.TotalCalls, want)
+		}
+	}
 	// The answers to team B's insiders that must show team B's data.
 	for _, k := range []string{"GET /api/tokens", "GET /api/teams", "GET /api/users", "GET /api/teams/{team_id}/members",
 		"GET /api/usage/stats", "GET /api/usage/route", "GET /api/dashboard/audit-logs", "GET /api/dashboard/audit-logs/export",
