@@ -2,7 +2,6 @@ package team
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -41,7 +40,7 @@ func (r localResolver) ResolveUser(ctx context.Context, userID string) (*auth.Pr
 }
 
 func (r localResolver) ResolveAdminKey(ctx context.Context, keyHash string) (*auth.Principal, error) {
-	return adminKeyPrincipal(ctx, r.svc.pool, keyHash)
+	return r.svc.ResolveAdminKey(ctx, keyHash)
 }
 
 // GetPrincipal resolves a verified Clerk user id or an admin key hash. Only
@@ -64,7 +63,7 @@ func (s *Server) GetPrincipal(ctx context.Context, req *teamv1.GetPrincipalReque
 		if len(c.AdminKeyHash) != 64 {
 			return nil, errs.Invalid("admin_key_hash must be 64 hex characters")
 		}
-		p, err = adminKeyPrincipal(ctx, s.svc.pool, c.AdminKeyHash)
+		p, err = s.svc.ResolveAdminKey(ctx, c.AdminKeyHash)
 	default:
 		return nil, errs.Invalid("one of user_id or admin_key_hash is required")
 	}
@@ -82,7 +81,7 @@ func (s *Server) LookupTeams(ctx context.Context, req *teamv1.LookupTeamsRequest
 	if len(req.GetTeamIds()) > 1000 {
 		return nil, errs.Invalid("at most 1000 team ids per call")
 	}
-	teams, err := teamsByID(ctx, s.svc.pool, req.GetTeamIds())
+	teams, err := s.svc.TeamsByID(ctx, req.GetTeamIds())
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +99,9 @@ func (s *Server) CountTeams(ctx context.Context, _ *teamv1.CountTeamsRequest) (*
 	if err := auth.RequireService(ctx); err != nil {
 		return nil, err
 	}
-	n, err := teamdb.CountTeams(ctx, s.svc.pool)
+	n, err := s.svc.CountTeams(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("count teams: %w", err)
+		return nil, err
 	}
 	return &teamv1.CountTeamsResponse{Total: n}, nil
 }

@@ -320,6 +320,22 @@ func (s *Service) DeleteTeam(ctx context.Context, id string) error {
 	})
 }
 
+// TeamsByID returns the teams with the given ids (unknown ids are skipped),
+// for other services (the server checks that the caller is one).
+func (s *Service) TeamsByID(ctx context.Context, ids []string) ([]Team, error) {
+	return teamsByID(ctx, s.pool, ids)
+}
+
+// CountTeams returns how many teams exist, for other services (the server
+// checks that the caller is one).
+func (s *Service) CountTeams(ctx context.Context) (int64, error) {
+	n, err := teamdb.CountTeams(ctx, s.pool)
+	if err != nil {
+		return 0, fmt.Errorf("count teams: %w", err)
+	}
+	return n, nil
+}
+
 // ListTeamMembers returns a team's members with what Clerk knows of them.
 func (s *Service) ListTeamMembers(ctx context.Context, id string) ([]Member, error) {
 	p, err := principal(ctx)

@@ -223,6 +223,12 @@ func applyInvitations(ctx context.Context, tx db.DBTX, userID string, emails []s
 	return mirror(ctx, tx, userID)
 }
 
+// ResolveAdminKey is the principal of a live admin key, by the hash of the
+// key (NotFound when revoked or unknown); it marks the key used.
+func (s *Service) ResolveAdminKey(ctx context.Context, keyHash string) (*auth.Principal, error) {
+	return adminKeyPrincipal(ctx, s.pool, keyHash)
+}
+
 // ResolveUser is the principal of a verified Clerk user: roles from
 // PostgreSQL, e-mail and name from the users cache, refreshed from Clerk
 // when missing or older than UserTTL. Clerk being down never fails a
