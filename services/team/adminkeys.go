@@ -35,7 +35,7 @@ type AdminKey struct {
 // with its secret, which is shown this once and stored only hashed. Only a
 // global ADMIN may create keys (a key may hold any role).
 func (s *Service) CreateAdminKey(ctx context.Context, name, globalRole string, teamRoles map[string]string) (AdminKey, string, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return AdminKey{}, "", err
 	}
@@ -104,7 +104,7 @@ func (s *Service) CreateAdminKey(ctx context.Context, name, globalRole string, t
 
 // ListAdminKeys lists every admin key, newest first, revoked ones too.
 func (s *Service) ListAdminKeys(ctx context.Context) ([]AdminKey, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (s *Service) ListAdminKeys(ctx context.Context) ([]AdminKey, error) {
 // Services that cached the key's principal stop accepting it within the
 // cache TTL (auth.CachingResolver, 5 s).
 func (s *Service) RevokeAdminKey(ctx context.Context, id string) error {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return err
 	}

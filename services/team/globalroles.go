@@ -44,7 +44,7 @@ func parseGlobalRole(s string) error {
 // user must exist in Clerk (404 otherwise). It reports whether anything
 // changed: granting the role again writes, audits and mirrors nothing.
 func (s *Service) SetGlobalRole(ctx context.Context, userID, role string) (bool, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -63,7 +63,7 @@ func (s *Service) SetGlobalRole(ctx context.Context, userID, role string) (bool,
 // RemoveGlobalRole takes userID's global ADMIN role away: 404 when they do
 // not hold it, 409 when they are the last global ADMIN.
 func (s *Service) RemoveGlobalRole(ctx context.Context, userID string) error {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ type InvitationView struct {
 // any team), each role must be one the inviter may grant (authz.CanGrant).
 // The roles are stored here too and applied when the user first appears.
 func (s *Service) CreateInvitation(ctx context.Context, email string, teamRoles map[string]string) (InvitationView, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return InvitationView{}, err
 	}
@@ -151,7 +151,7 @@ func invitationChanges(ctx context.Context, q store.DBTX, action, id, name strin
 
 // ListInvitations returns every Clerk invitation, any status.
 func (s *Service) ListInvitations(ctx context.Context) ([]InvitationView, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (s *Service) ListInvitations(ctx context.Context) ([]InvitationView, error)
 // RevokeInvitation revokes a pending invitation: a global ADMIN any, an
 // inviter their own.
 func (s *Service) RevokeInvitation(ctx context.Context, id string) error {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 // to change the user's current role (authz.CanGrant); a team's last ADMIN
 // cannot be demoted. It returns the previous role ("" if none).
 func (s *Service) SetRole(ctx context.Context, userID, team, roleName string) (auth.Role, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -82,7 +82,7 @@ func (s *Service) SetRole(ctx context.Context, userID, team, roleName string) (a
 // RemoveMember removes user from team; a MANAGER may remove only
 // DEVELOPERs and VIEWERs, and nobody may remove the last ADMIN.
 func (s *Service) RemoveMember(ctx context.Context, userID, team string) error {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -325,7 +325,7 @@ func (s *Server) RevokeAdminKey(ctx context.Context, req *teamv1.RevokeAdminKeyR
 // ImportClerkRoles implements TeamService: a global ADMIN or another
 // service may run the one-time import.
 func (s *Server) ImportClerkRoles(ctx context.Context, req *teamv1.ImportClerkRolesRequest) (*teamv1.ImportClerkRolesResponse, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

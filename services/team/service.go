@@ -10,9 +10,7 @@ import (
 
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/auditlog"
-	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
-	"github.com/tokenmanager/tokenmanager/services/internal/errs"
 	"github.com/tokenmanager/tokenmanager/services/internal/outbox"
 )
 
@@ -53,16 +51,6 @@ func NewService(pool *pgxpool.Pool, o Options) *Service {
 		o.UserTTL = 10 * time.Minute
 	}
 	return &Service{pool: pool, Options: o}
-}
-
-// principal returns the caller, which the authenticator always sets for
-// the team service's methods (none is public).
-func principal(ctx context.Context) (*auth.Principal, error) {
-	p, ok := auth.FromContext(ctx)
-	if !ok {
-		return nil, errs.Unauthenticated("Not authenticated")
-	}
-	return p, nil
 }
 
 // write runs fn in a transaction.

@@ -19,7 +19,7 @@ import (
 // ListTeams returns the teams the caller may read: all for a global ADMIN,
 // else those the caller has a role in (v2.7 showed every team to anyone).
 func (s *Service) ListTeams(ctx context.Context) ([]TeamWithCount, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (s *Service) ListTeams(ctx context.Context) ([]TeamWithCount, error) {
 
 // GetTeam returns one team the caller may read.
 func (s *Service) GetTeam(ctx context.Context, id string) (TeamWithCount, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return TeamWithCount{}, err
 	}
@@ -84,7 +84,7 @@ type TeamPatch struct {
 // CreateTeam creates a team and makes the creator its ADMIN (an admin key
 // gets the ADMIN role on itself), so nobody has to "claim" it.
 func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return TeamWithCount{}, err
 	}
@@ -161,7 +161,7 @@ func (s *Service) CreateTeam(ctx context.Context, in NewTeam) (TeamWithCount, er
 // UpdateTeam changes a team's fields; only its ADMIN (or a global ADMIN)
 // may. There is no "claim" of member-less teams any more.
 func (s *Service) UpdateTeam(ctx context.Context, id string, patch TeamPatch) (TeamWithCount, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return TeamWithCount{}, err
 	}
@@ -224,7 +224,7 @@ func (s *Service) UpdateTeam(ctx context.Context, id string, patch TeamPatch) (T
 // the token service is asked first, and when it cannot answer the delete is
 // refused rather than risked.
 func (s *Service) DeleteTeam(ctx context.Context, id string) error {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func (s *Service) CountTeams(ctx context.Context) (int64, error) {
 
 // ListTeamMembers returns a team's members with what Clerk knows of them.
 func (s *Service) ListTeamMembers(ctx context.Context, id string) ([]Member, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

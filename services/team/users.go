@@ -41,7 +41,7 @@ type UserView struct {
 // the roles of PostgreSQL written into publicMetadata so the dashboard shows
 // the truth even before the Clerk mirror has caught up.
 func (s *Service) ListUsers(ctx context.Context) ([]UserView, error) {
-	p, err := principal(ctx)
+	p, err := auth.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -30,9 +30,9 @@ type analytics struct {
 
 // callerScope is what the caller may read.
 func callerScope(ctx context.Context) (*auth.Principal, store.Scope, error) {
-	p, ok := auth.FromContext(ctx)
-	if !ok {
-		return nil, store.Scope{}, errs.Unauthenticated("Not authenticated")
+	p, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, store.Scope{}, err
 	}
 	all, teams := authz.ReadScope(p)
 	return p, store.Scope{All: all, Teams: teams}, nil
