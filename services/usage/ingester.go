@@ -2,15 +2,14 @@ package usage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
 )
 
@@ -205,8 +204,7 @@ func (in *Ingester) store(ctx context.Context, evs []storedEvent) ([]bool, error
 		}
 		// A partition dropped or never made (another instance's retention
 		// run, a restored database): forget what we knew and try once more.
-		var pgErr *pgconn.PgError
-		if attempt == 0 && errors.As(err, &pgErr) && pgErr.Code == "23514" && pgErr.Message != "" {
+		if attempt == 0 && db.IsCheckViolation(err) {
 			in.partsMu.Lock()
 			clear(in.parts)
 			in.partsMu.Unlock()

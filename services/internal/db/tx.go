@@ -2,13 +2,11 @@ package db
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Beginner starts transactions: *pgxpool.Pool and *pgx.Conn are Beginners.
@@ -64,48 +62,4 @@ func runTx(ctx context.Context, b Beginner, opts pgx.TxOptions, fn func(pgx.Tx) 
 		return err
 	}
 	return tx.Commit(ctx)
-}
-
-// SQLSTATE codes this package tests for.
-const (
-	codeUniqueViolation      = "23505"
-	codeForeignKeyViolation  = "23503"
-	codeSerializationFailure = "40001"
-	codeDeadlockDetected     = "40P01"
-	codeDuplicateDatabase    = "42P04"
-)
-
-func pgCode(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}
-
-// IsSerializationFailure reports whether err is a serialization failure or
-// a deadlock: the transaction lost a race and may succeed if run again.
-func IsSerializationFailure(err error) bool {
-	c := pgCode(err)
-	return c == codeSerializationFailure || c == codeDeadlockDetected
-}
-
-// IsUniqueViolation reports whether err is a unique constraint violation.
-func IsUniqueViolation(err error) bool { return pgCode(err) == codeUniqueViolation }
-
-// IsForeignKeyViolation reports whether err is a foreign key violation.
-func IsForeignKeyViolation(err error) bool { return pgCode(err) == codeForeignKeyViolation }
-
-// IsDuplicateDatabase reports whether err says a database of that name
-// already exists.
-func IsDuplicateDatabase(err error) bool { return pgCode(err) == codeDuplicateDatabase }
-
-// ConstraintName returns the name of the constraint err violated, or "".
-// Stores use it to tell which unique key a duplicate hit.
-func ConstraintName(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.ConstraintName
-	}
-	return ""
 }

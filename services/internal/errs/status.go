@@ -5,25 +5,11 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-)
 
-// SQLSTATE codes with a client-meaningful mapping. Everything else a
-// database says is an internal error.
-const (
-	pgUniqueViolation      = "23505"
-	pgSerializationFailure = "40001"
-	pgDeadlockDetected     = "40P01"
-	// PostgreSQL going away or refusing connections: Unavailable (see
-	// IsUnavailable), like the connection exceptions of class 08.
-	pgAdminShutdown       = "57P01"
-	pgCrashShutdown       = "57P02"
-	pgCannotConnectNow    = "57P03"
-	pgTooManyConnections  = "53300"
-	pgConnectionException = "08"
+	"github.com/tokenmanager/tokenmanager/services/internal/db"
 )
 
 // grpcStatus is implemented by the errors of package status.
@@ -94,20 +80,17 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case pgUniqueViolation:
-			// Usually a race the handler's own existence check lost; the
-			// constraint name says which one.
-			logger(log).LogAttrs(ctx, slog.LevelInfo, "unique violation mapped to AlreadyExists",
-				slog.String("constraint", pe.ConstraintName))
-			return status.Error(codes.AlreadyExists, msgExists)
-		case pgSerializationFailure, pgDeadlockDetected:
-			logger(log).LogAttrs(ctx, slog.LevelInfo, "transaction conflict mapped to Aborted",
-				slog.String("sqlstate", pe.Code))
-			return status.Error(codes.Aborted, msgConflict)
-		}
+	switch {
+	case db.IsUniqueViolation(err):
+		// Usually a race the handler's own existence check lost; the
+		// constraint name says which one.
+		logger(log).LogAttrs(ctx, slog.LevelInfo, "unique violation mapped to AlreadyExists",
+			slog.String("constraint", db.ConstraintName(err)))
+		return status.Error(codes.AlreadyExists, msgExists)
+	case db.IsSerializationFailure(err):
+		logger(log).LogAttrs(ctx, slog.LevelInfo, "transaction conflict mapped to Aborted",
+			slog.String("sqlstate", db.SQLState(err)))
+		return status.Error(codes.Aborted, msgConflict)
 	}
 	logger(log).LogAttrs(ctx, slog.LevelError, "internal error", slog.String("error", err.Error()))
 	return status.Error(codes.Internal, msgInternal)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/db"
 )
 
 // IsUnavailable reports whether err means that a dependency (the database,
@@ -31,14 +33,9 @@ func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch {
-		case pe.Code == pgAdminShutdown, pe.Code == pgCrashShutdown, pe.Code == pgCannotConnectNow,
-			pe.Code == pgTooManyConnections, strings.HasPrefix(pe.Code, pgConnectionException):
-			return true
-		}
-		return false // the server answered: any other SQLSTATE is not transient here
+	if db.IsServerError(err) {
+		// The server answered: only its going away is transient here.
+		return db.IsServerGoingAway(err)
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
