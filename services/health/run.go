@@ -13,6 +13,7 @@ import (
 	healthv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/health/v1"
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
+	"github.com/tokenmanager/tokenmanager/services/internal/backoff"
 	"github.com/tokenmanager/tokenmanager/services/internal/config"
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 )
@@ -83,19 +84,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // connectLoop connects to PostgreSQL, retrying with backoff until it works
 // or ctx ends.
 func connectLoop(ctx context.Context, url string, dst *atomic.Pointer[pgxpool.Pool], log *slog.Logger) {
-	backoff := 500 * time.Millisecond
-	for {
+	retry := backoff.Policy{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	for attempt := 1; ; attempt++ {
 		p, err := db.Connect(ctx, url, db.WithApplicationName("tm-health"), db.WithMaxConns(2))
 		if err == nil {
 			dst.Store(p)
 			return
 		}
-		log.Warn("database not reachable yet", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		log.Warn("database not reachable yet", "error", err, "attempt", attempt)
+		if !retry.Wait(ctx, attempt) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
 	}
 }

@@ -3,10 +3,11 @@ package db
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/backoff"
 )
 
 // Beginner starts transactions: *pgxpool.Pool and *pgx.Conn are Beginners.
@@ -17,6 +18,9 @@ type Beginner interface {
 // maxAttempts bounds how often InTx runs fn when PostgreSQL keeps reporting
 // serialization failures or deadlocks.
 const maxAttempts = 5
+
+// txRetry is the pause before retrying a transaction that lost a race.
+var txRetry = backoff.Policy{Min: 10 * time.Millisecond, Max: 80 * time.Millisecond}
 
 // InTx runs fn in a read-committed transaction and commits it; see InTxWith.
 func InTx(ctx context.Context, b Beginner, fn func(pgx.Tx) error) error {
@@ -35,11 +39,7 @@ func InTxWith(ctx context.Context, b Beginner, opts pgx.TxOptions, fn func(pgx.T
 		if attempt > 0 {
 			// 5-10ms, 10-20ms, 20-40ms, 40-80ms: enough for the competing
 			// transaction to finish, jittered so that retries do not collide.
-			d := time.Duration(5<<(attempt-1)) * time.Millisecond
-			d += rand.N(d)
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
+			if !txRetry.Wait(ctx, attempt) {
 				return fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
 			}
 		}

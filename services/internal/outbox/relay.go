@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tokenmanager/tokenmanager/services/internal/backoff"
 )
 
 // Handler delivers a batch of entries and returns one error per entry, in
@@ -235,16 +236,11 @@ func (r *Relay) deliverBatch(ctx context.Context) (time.Duration, error) {
 	return 0, nil
 }
 
-// backoff returns the delay after the given number of failures: MinBackoff
-// doubled per earlier failure, capped at MaxBackoff, and jittered down by up
-// to half so that entries failing together do not retry together.
+// backoff returns the delay after the given number of failures (see
+// backoff.Policy: MinBackoff doubled per earlier failure, capped at
+// MaxBackoff, jittered).
 func (r *Relay) backoff(failures int) time.Duration {
-	d := r.MinBackoff
-	for i := 1; i < failures && d < r.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, r.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{Min: r.MinBackoff, Max: r.MaxBackoff}.Delay(failures)
 }
 
 // truncate makes err storable as text and bounded in length.
