@@ -6,12 +6,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/internal/protoconv"
 )
 
 // Server is the TeamService gRPC server: transport only (proto ↔ domain);
@@ -114,28 +114,6 @@ func teamToProto(t TeamWithCount) *teamv1.Team {
 	}
 }
 
-func strPtr(v *wrapperspb.StringValue) *string {
-	if v == nil {
-		return nil
-	}
-	s := v.GetValue()
-	return &s
-}
-
-func strVal(p *string) *wrapperspb.StringValue {
-	if p == nil {
-		return nil
-	}
-	return wrapperspb.String(*p)
-}
-
-func int64Val(p *int64) *wrapperspb.Int64Value {
-	if p == nil {
-		return nil
-	}
-	return wrapperspb.Int64(*p)
-}
-
 // ListTeams implements TeamService.
 func (s *Server) ListTeams(ctx context.Context, _ *teamv1.ListTeamsRequest) (*teamv1.ListTeamsResponse, error) {
 	teams, err := s.svc.ListTeams(ctx)
@@ -152,7 +130,7 @@ func (s *Server) ListTeams(ctx context.Context, _ *teamv1.ListTeamsRequest) (*te
 // CreateTeam implements TeamService.
 func (s *Server) CreateTeam(ctx context.Context, req *teamv1.CreateTeamRequest) (*teamv1.CreateTeamResponse, error) {
 	t, err := s.svc.CreateTeam(ctx, NewTeam{ID: req.GetId(), Name: req.GetName(),
-		Description: strPtr(req.GetDescription()), Color: strPtr(req.GetColor()), Icon: strPtr(req.GetIcon())})
+		Description: protoconv.StringPtr(req.GetDescription()), Color: protoconv.StringPtr(req.GetColor()), Icon: protoconv.StringPtr(req.GetIcon())})
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +148,8 @@ func (s *Server) GetTeam(ctx context.Context, req *teamv1.GetTeamRequest) (*team
 
 // UpdateTeam implements TeamService.
 func (s *Server) UpdateTeam(ctx context.Context, req *teamv1.UpdateTeamRequest) (*teamv1.UpdateTeamResponse, error) {
-	t, err := s.svc.UpdateTeam(ctx, req.GetTeamId(), TeamPatch{Name: strPtr(req.GetName()),
-		Description: strPtr(req.GetDescription()), Color: strPtr(req.GetColor()), Icon: strPtr(req.GetIcon())})
+	t, err := s.svc.UpdateTeam(ctx, req.GetTeamId(), TeamPatch{Name: protoconv.StringPtr(req.GetName()),
+		Description: protoconv.StringPtr(req.GetDescription()), Color: protoconv.StringPtr(req.GetColor()), Icon: protoconv.StringPtr(req.GetIcon())})
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +173,8 @@ func (s *Server) ListTeamMembers(ctx context.Context, req *teamv1.ListTeamMember
 	out := &teamv1.ListTeamMembersResponse{Members: make([]*teamv1.TeamMember, 0, len(members))}
 	for _, m := range members {
 		out.Members = append(out.Members, &teamv1.TeamMember{
-			Id: m.UserID, Email: strVal(m.Email), FirstName: strVal(m.FirstName), LastName: strVal(m.LastName),
-			ImageUrl: strVal(m.ImageURL), Role: string(m.Role), LastSignInAt: int64Val(m.LastSignInMs),
+			Id: m.UserID, Email: protoconv.String(m.Email), FirstName: protoconv.String(m.FirstName), LastName: protoconv.String(m.LastName),
+			ImageUrl: protoconv.String(m.ImageURL), Role: string(m.Role), LastSignInAt: protoconv.Int64(m.LastSignInMs),
 		})
 	}
 	return out, nil
@@ -215,8 +193,8 @@ func (s *Server) ListUsers(ctx context.Context, _ *teamv1.ListUsersRequest) (*te
 			meta = &structpb.Struct{Fields: map[string]*structpb.Value{}} // non-JSON values cannot come from Clerk
 		}
 		out.Users = append(out.Users, &teamv1.User{
-			Id: u.ID, Email: strVal(u.Email), FirstName: strVal(u.FirstName), LastName: strVal(u.LastName),
-			ImageUrl: strVal(u.ImageURL), PublicMetadata: meta, CreatedAt: u.CreatedMs, LastSignInAt: int64Val(u.LastSignInMs),
+			Id: u.ID, Email: protoconv.String(u.Email), FirstName: protoconv.String(u.FirstName), LastName: protoconv.String(u.LastName),
+			ImageUrl: protoconv.String(u.ImageURL), PublicMetadata: meta, CreatedAt: u.CreatedMs, LastSignInAt: protoconv.Int64(u.LastSignInMs),
 		})
 	}
 	return out, nil
@@ -284,10 +262,10 @@ func adminKeyToProto(k AdminKey) *teamv1.AdminKey {
 		out.TeamRoles[t] = string(r)
 	}
 	if k.LastUsedAt != nil {
-		out.LastUsedAt = timestamppb.New(*k.LastUsedAt)
+		out.LastUsedAt = protoconv.Time(k.LastUsedAt)
 	}
 	if k.RevokedAt != nil {
-		out.RevokedAt = timestamppb.New(*k.RevokedAt)
+		out.RevokedAt = protoconv.Time(k.RevokedAt)
 	}
 	return out
 }

@@ -19,6 +19,7 @@ import (
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/internal/protoconv"
 	"github.com/tokenmanager/tokenmanager/services/token/kvsync"
 )
 
@@ -31,13 +32,6 @@ type Server struct {
 
 // NewServer returns a server over svc; sync may be nil.
 func NewServer(svc *Service, sync *kvsync.Syncer) *Server { return &Server{svc: svc, sync: sync} }
-
-func ts(t *time.Time) *timestamppb.Timestamp {
-	if t == nil {
-		return nil
-	}
-	return timestamppb.New(*t)
-}
 
 func (s *Server) tokenProto(t *Token) *tokenv1.Token {
 	return s.tokenProtos([]*Token{t})[0]
@@ -59,7 +53,7 @@ func (s *Server) tokenProtos(list []*Token) []*tokenv1.Token {
 		created[i].Seconds, created[i].Nanos = t.CreatedAt.Unix(), int32(t.CreatedAt.Nanosecond())
 		m.Id, m.Name, m.Scopes, m.Status = t.ID, t.Name, t.Scopes, t.Status(now)
 		m.TeamId, m.CreatedBy, m.Description, m.TokenPreview = &w[0], &w[1], &w[2], &w[3]
-		m.CreatedAt, m.ExpiresAt, m.LastUsed, m.RotationGraceEndsAt = &created[i], ts(t.ExpiresAt), ts(t.LastUsed), ts(t.GraceEndsAt)
+		m.CreatedAt, m.ExpiresAt, m.LastUsed, m.RotationGraceEndsAt = &created[i], protoconv.Time(t.ExpiresAt), protoconv.Time(t.LastUsed), protoconv.Time(t.GraceEndsAt)
 		out[i] = m
 	}
 	return out
@@ -101,7 +95,7 @@ func (s *Server) CreateToken(ctx context.Context, req *tokenv1.CreateTokenReques
 	if err != nil {
 		return nil, err
 	}
-	return &tokenv1.CreateTokenResponse{Id: c.ID, Token: c.Plaintext, Name: c.Name, TeamId: c.TeamID, Scopes: c.Scopes, ExpiresAt: ts(c.ExpiresAt)}, nil
+	return &tokenv1.CreateTokenResponse{Id: c.ID, Token: c.Plaintext, Name: c.Name, TeamId: c.TeamID, Scopes: c.Scopes, ExpiresAt: protoconv.Time(c.ExpiresAt)}, nil
 }
 
 // ListTokens implements TokenService.
@@ -359,7 +353,7 @@ func (s *Server) GetTokenStats(ctx context.Context, req *tokenv1.GetTokenStatsRe
 		out.TokenTrend = append(out.TokenTrend, &tokenv1.DayCount{Date: d.Date, Count: d.Count})
 	}
 	for _, e := range st.Expiring {
-		out.ExpiringSoon = append(out.ExpiringSoon, &tokenv1.ExpiringToken{Id: e.ID, Name: e.Name, TeamId: e.TeamID, ExpiresAt: ts(e.ExpiresAt)})
+		out.ExpiringSoon = append(out.ExpiringSoon, &tokenv1.ExpiringToken{Id: e.ID, Name: e.Name, TeamId: e.TeamID, ExpiresAt: protoconv.Time(e.ExpiresAt)})
 	}
 	return out, nil
 }
