@@ -6,11 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
-
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
-	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
@@ -39,11 +35,11 @@ func callerScope(ctx context.Context) (*auth.Principal, store.Scope, error) {
 }
 
 // limitOf applies the contract's default (50) and our cap (500).
-func limitOf(v *wrapperspb.Int32Value) (int, error) {
+func limitOf(v *int32) (int, error) {
 	if v == nil {
 		return 50, nil
 	}
-	n := int(v.GetValue())
+	n := int(*v)
 	if n < 1 || n > 500 {
 		return 0, errs.Invalid("limit must be between 1 and 500")
 	}
@@ -51,21 +47,18 @@ func limitOf(v *wrapperspb.Int32Value) (int, error) {
 }
 
 // Stats is GET /api/usage/stats.
-func (a *analytics) Stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, error) {
+func (a *analytics) Stats(ctx context.Context) (*Stats, error) {
 	_, sc, err := callerScope(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := a.now().UTC()
-	out := &usagev1.GetUsageStatsResponse{
-		HourlyUsage: []*usagev1.HourlyUsage{}, TopTokens: []*usagev1.TopToken{}, TopRoutes: []*usagev1.TopRoute{},
-		RecentLogs: []*usagev1.UsageLog{}, Unavailable: []string{},
-	}
+	out := &Stats{Hours: []Hour{}, TopTokens: []TokenFigures{}, TopRoutes: []RouteFigures{}, Recent: []Call{}, Unavailable: []string{}}
 	tot, err := totals(ctx, a.db, sc)
 	if err != nil {
 		return nil, err
 	}
-	out.Overview = overviewOf(&tot)
+	out.Overview = tot.figures()
 	hours, err := queries.HourlyTotals(ctx, a.db, store.HourlyTotalsParams{
 		Since: now.Add(-24 * time.Hour).Truncate(time.Hour), AllTeams: sc.All, TeamIds: sc.TeamIDs(),
 	})
@@ -73,9 +66,7 @@ func (a *analytics) Stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, 
 		return nil, fmt.Errorf("usage hourly: %w", err)
 	}
 	for _, h := range hours {
-		out.HourlyUsage = append(out.HourlyUsage, &usagev1.HourlyUsage{
-			Hour: timestamppb.New(h.Bucket), CallCount: h.Calls, AvgResponseTime: avgLatency(h.LatencySum, h.LatencyCount), ErrorCount: h.Errors,
-		})
+		out.Hours = append(out.Hours, Hour{Start: h.Bucket, Calls: h.Calls, Errors: h.Errors, AvgLatency: avgLatency(h.LatencySum, h.LatencyCount)})
 	}
 	// "Last 7 days": today and the 6 UTC days before, from the daily rollups.
 	since := dayOf(now).AddDate(0, 0, -6)
@@ -121,10 +112,8 @@ func (a *analytics) Stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, 
 				continue
 			}
 			id := tokenIDs[i]
-			out.TopTokens = append(out.TopTokens, &usagev1.TopToken{
-				Id: id, Name: tokenName(names, id), TeamId: wrapperspb.String(g.team), UsageCount: g.calls,
-				LastUsed: timestamppb.New(g.lastUsed), SuccessRate: g.successRate(), AvgResponseTime: g.avgLatency(),
-				Latency: latencyOf(g), Anomaly: anomalous(perHour[k], now),
+			out.TopTokens = append(out.TopTokens, TokenFigures{
+				ID: id, Name: tokenName(names, id), TeamID: g.team, Figures: g.figures(), Anomaly: anomalous(perHour[k], now),
 			})
 		}
 	}
@@ -149,21 +138,46 @@ func (a *analytics) Stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, 
 			if g == nil {
 				continue
 			}
-			r := &usagev1.TopRoute{
-				RoutePath: k, RouteName: k, CallCount: g.calls, AvgResponseTime: g.avgLatency(), ErrorCount: g.errors,
-				SuccessRate: g.successRate(), Latency: latencyOf(g), Anomaly: anomalous(perHour[k], now), ErrorsByClass: g.classes(),
-			}
+			r := RouteFigures{Path: k, Name: k, Figures: g.figures(), Anomaly: anomalous(perHour[k], now)}
 			if rt := routes[k]; rt != nil {
-				r.RouteId = wrapperspb.Int64(rt.GetId())
+				id := rt.GetId()
+				r.RouteID = &id
 				if n := rt.GetName().GetValue(); n != "" {
-					r.RouteName = n
+					r.Name = n
 				}
 			}
 			out.TopRoutes = append(out.TopRoutes, r)
 		}
 	}
 	for _, l := range logs {
-		out.RecentLogs = append(out.RecentLogs, logOf(l, names, routes))
+		out.Recent = append(out.Recent, callOf(l, names, routes))
 	}
 	return out, nil
+}
+
+func tokenName(names map[int64]*tokenv1.TokenRef, id int64) string {
+	if t := names[id]; t != nil {
+		return t.GetName()
+	}
+	return "token " + strconv.FormatInt(id, 10)
+}
+
+// callOf is an event with the names the token service gave.
+func callOf(l store.EventRow, names map[int64]*tokenv1.TokenRef, routes map[string]*tokenv1.Route) Call {
+	c := Call{EventRow: l}
+	if t := names[l.TokenID]; t != nil {
+		n := t.GetName()
+		c.TokenName = &n
+	}
+	if l.RoutePath != nil {
+		if rt := routes[*l.RoutePath]; rt != nil {
+			id := rt.GetId()
+			c.RouteID = &id
+			if n := rt.GetName(); n != nil {
+				v := n.GetValue()
+				c.RouteName = &v
+			}
+		}
+	}
+	return c
 }

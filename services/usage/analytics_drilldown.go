@@ -7,18 +7,14 @@ import (
 	"slices"
 	"strconv"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
-
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
-	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
 	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
 // TokenUsage is GET /api/usage/token/{id}.
-func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *wrapperspb.Int32Value) (*usagev1.GetTokenUsageResponse, error) {
+func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *int32) (*TokenUsage, error) {
 	p, _, err := callerScope(ctx)
 	if err != nil {
 		return nil, err
@@ -64,15 +60,6 @@ func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *wrapp
 	if err != nil {
 		return nil, err
 	}
-	stats := &usagev1.TokenUsageStats{
-		TotalCalls: total.calls, ErrorCount: total.errors, Latency: latencyOf(total),
-		Anomaly: anomalous(perHour[key], now), CallsByClass: total.classes(),
-	}
-	if total.calls > 0 {
-		stats.AvgResponseTime = wrapperspb.Double(total.avgLatency())
-		stats.FirstUsed = timestamppb.New(total.firstUsed)
-		stats.LastUsed = timestamppb.New(total.lastUsed)
-	}
 	dist, err := queries.RouteDistributionOfToken(ctx, a.db, store.RouteDistributionOfTokenParams{
 		TokenID: tokenID, AllTeams: all.All, TeamIds: all.TeamIDs(), MaxRows: 1000,
 	})
@@ -85,14 +72,13 @@ func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *wrapp
 	}
 	routes, _ := a.names.routesByPath(ctx)
 	names := map[int64]*tokenv1.TokenRef{tokenID: tok}
-	out := &usagev1.GetTokenUsageResponse{
-		Token:             &usagev1.TokenInfo{Id: tok.GetId(), Name: tok.GetName(), TeamId: nullable(tok.GetTeamId())},
-		Stats:             stats,
-		RecentUsage:       []*usagev1.UsageLog{},
-		RouteDistribution: []*usagev1.RouteCount{},
+	out := &TokenUsage{
+		TokenID: tok.GetId(), Name: tok.GetName(), TeamID: tok.GetTeamId(),
+		Figures: total.figures(), Anomaly: anomalous(perHour[key], now),
+		Recent: []Call{}, Routes: []RouteCount{},
 	}
 	for _, l := range logs {
-		out.RecentUsage = append(out.RecentUsage, logOf(l, names, routes))
+		out.Recent = append(out.Recent, callOf(l, names, routes))
 	}
 	// Per route, count DESC; calls without a route or on a route that no
 	// longer exists collapse into one all-null bucket (as v2.7 did).
@@ -103,20 +89,24 @@ func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *wrapp
 			unknown += d.Count
 			continue
 		}
-		out.RouteDistribution = append(out.RouteDistribution, &usagev1.RouteCount{
-			RouteId: wrapperspb.Int64(rt.GetId()), RouteName: rt.GetName(), RoutePath: wrapperspb.String(d.Key), Count: d.Count,
-		})
+		id, path := rt.GetId(), d.Key
+		rc := RouteCount{RouteID: &id, Path: &path, Count: d.Count}
+		if n := rt.GetName(); n != nil {
+			v := n.GetValue()
+			rc.RouteName = &v
+		}
+		out.Routes = append(out.Routes, rc)
 	}
 	if unknown > 0 {
-		out.RouteDistribution = append(out.RouteDistribution, &usagev1.RouteCount{Count: unknown})
+		out.Routes = append(out.Routes, RouteCount{Count: unknown})
 	}
-	slices.SortStableFunc(out.RouteDistribution, func(a, b *usagev1.RouteCount) int { return cmp.Compare(b.Count, a.Count) })
+	slices.SortStableFunc(out.Routes, func(a, b RouteCount) int { return cmp.Compare(b.Count, a.Count) })
 	return out, nil
 }
 
 // RouteUsage is GET /api/usage/route[?route_path=]: without a path, the
 // routes by calls; with one, that route's figures.
-func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *wrapperspb.Int32Value) (*usagev1.GetRouteUsageResponse, error) {
+func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *int32) (*RouteUsage, error) {
 	_, sc, err := callerScope(ctx)
 	if err != nil {
 		return nil, err
@@ -128,7 +118,7 @@ func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *wrapper
 	if len(path) > maxRouteLen {
 		return nil, errs.Invalid("route_path is too long")
 	}
-	out := &usagev1.GetRouteUsageResponse{UsageLogs: []*usagev1.UsageLog{}, TokenDistribution: []*usagev1.TokenCount{}, Routes: []*usagev1.RouteSummary{}}
+	out := &RouteUsage{Recent: []Call{}, Tokens: []TokenCount{}, Routes: []RouteFigures{}}
 	if path == "" {
 		aggs, order, err := dimAggs(ctx, a.db, store.RollupFilter{Dim: routeDim(sc), Scope: sc})
 		if err != nil {
@@ -138,7 +128,7 @@ func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *wrapper
 		slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(aggs[b].calls, aggs[a].calls) })
 		for _, k := range order[:min(len(order), limit)] {
 			g := aggs[k]
-			out.Routes = append(out.Routes, &usagev1.RouteSummary{RoutePath: k, CallCount: g.calls, AvgResponseTime: g.avgLatency(), LastUsed: timestamppb.New(g.lastUsed)})
+			out.Routes = append(out.Routes, RouteFigures{Path: k, Name: k, Figures: g.figures()})
 		}
 		return out, nil
 	}
@@ -166,10 +156,7 @@ func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *wrapper
 	if err != nil {
 		return nil, err
 	}
-	out.Stats = &usagev1.RouteUsageStats{
-		TotalCalls: total.calls, ErrorCount: total.errors, AvgResponseTime: total.avgLatency(),
-		Latency: latencyOf(total), Anomaly: anomalous(perHour[path], now), CallsByClass: total.classes(),
-	}
+	out.Route = &RouteFigures{Path: path, Name: path, Figures: total.figures(), Anomaly: anomalous(perHour[path], now)}
 	dist, err := queries.TokenDistributionOfRoute(ctx, a.db, store.TokenDistributionOfRouteParams{
 		RoutePath: path, AllTeams: sc.All, TeamIds: sc.TeamIDs(), MaxRows: 5,
 	})
@@ -191,16 +178,17 @@ func (a *analytics) RouteUsage(ctx context.Context, path string, limitV *wrapper
 	names, _ := a.names.tokens(ctx, ids)
 	routes, _ := a.names.routesByPath(ctx)
 	for _, l := range logs {
-		out.UsageLogs = append(out.UsageLogs, logOf(l, names, routes))
+		out.Recent = append(out.Recent, callOf(l, names, routes))
 	}
 	// Top 5 tokens by count.
 	for _, d := range dist {
 		id, _ := strconv.ParseInt(d.Key, 10, 64)
-		tc := &usagev1.TokenCount{TokenId: wrapperspb.Int64(id), Count: d.Count}
+		tc := TokenCount{TokenID: id, Count: d.Count}
 		if t := names[id]; t != nil {
-			tc.TokenName = wrapperspb.String(t.GetName())
+			n := t.GetName()
+			tc.TokenName = &n
 		}
-		out.TokenDistribution = append(out.TokenDistribution, tc)
+		out.Tokens = append(out.Tokens, tc)
 	}
 	return out, nil
 }

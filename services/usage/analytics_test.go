@@ -50,7 +50,7 @@ func TestStatsScopes(t *testing.T) {
 	checkRollups(t, h.pool)
 	checkDims(t, h.pool)
 
-	st, err := h.svc.Stats(as(globalAdmin))
+	st, err := h.stats(as(globalAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestStatsScopes(t *testing.T) {
 		t.Errorf("unavailable %v", st.Unavailable)
 	}
 
-	st, err = h.svc.Stats(as(backendDev))
+	st, err = h.stats(as(backendDev))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,21 +89,21 @@ func TestStatsScopes(t *testing.T) {
 		}
 	}
 
-	st, err = h.svc.Stats(as(nobody))
+	st, err = h.stats(as(nobody))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Overview.TotalCalls != 0 || st.Overview.SuccessRate != 0 || len(st.TopTokens)+len(st.TopRoutes)+len(st.RecentLogs)+len(st.HourlyUsage) != 0 {
 		t.Errorf("a user without teams sees usage: %v", st)
 	}
-	if _, err := h.svc.Stats(context.Background()); !errorsIs(err, errs.ErrUnauthenticated) {
+	if _, err := h.stats(context.Background()); !errorsIs(err, errs.ErrUnauthenticated) {
 		t.Errorf("anonymous: %v", err)
 	}
 
 	// Names degrade, numbers stay.
 	h.token.down = true
 	h.svc.analytics.names.routesAt = time.Time{}
-	st, err = h.svc.Stats(as(globalAdmin))
+	st, err = h.stats(as(globalAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,13 +137,13 @@ func TestTokenUsage(t *testing.T) {
 		{"unknown token", as(globalAdmin), 999, errs.ErrNotFound},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := h.svc.TokenUsage(c.ctx, c.id, nil)
+			_, err := h.tokenUsage(c.ctx, c.id, nil)
 			if c.want == nil && err != nil || c.want != nil && !errorsIs(err, c.want) {
 				t.Fatalf("err %v, want %v", err, c.want)
 			}
 		})
 	}
-	r, err := h.svc.TokenUsage(as(coreManager), 42, wrapperspb.Int32(10))
+	r, err := h.tokenUsage(as(coreManager), 42, wrapperspb.Int32(10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,12 +156,12 @@ func TestTokenUsage(t *testing.T) {
 	if len(r.RouteDistribution) != 2 || r.RouteDistribution[0].RouteName.GetValue() != "OpenAI" || r.RouteDistribution[1].RoutePath != nil || r.RouteDistribution[1].Count != 5 {
 		t.Errorf("route distribution %v", r.RouteDistribution)
 	}
-	if _, err := h.svc.TokenUsage(as(globalAdmin), 42, wrapperspb.Int32(0)); !errorsIs(err, errs.ErrInvalidArgument) {
+	if _, err := h.tokenUsage(as(globalAdmin), 42, wrapperspb.Int32(0)); !errorsIs(err, errs.ErrInvalidArgument) {
 		t.Errorf("limit 0: %v", err)
 	}
 	// A token without usage: zero counts, null averages and times.
 	h.token.add(44, "idle", "core-team")
-	r, err = h.svc.TokenUsage(as(globalAdmin), 44, nil)
+	r, err = h.tokenUsage(as(globalAdmin), 44, nil)
 	if err != nil || r.Stats.TotalCalls != 0 || r.Stats.AvgResponseTime != nil || r.Stats.LastUsed != nil || len(r.RecentUsage) != 0 {
 		t.Errorf("idle token: %v, %v", r, err)
 	}
@@ -170,7 +170,7 @@ func TestTokenUsage(t *testing.T) {
 func TestRouteUsage(t *testing.T) {
 	h := newHarness(t)
 	seed(t, h)
-	r, err := h.svc.RouteUsage(as(globalAdmin), "/api/openai", wrapperspb.Int32(5))
+	r, err := h.routeUsage(as(globalAdmin), "/api/openai", wrapperspb.Int32(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,15 +180,15 @@ func TestRouteUsage(t *testing.T) {
 	if len(r.TokenDistribution) != 1 || r.TokenDistribution[0].Count != 20 {
 		t.Errorf("token distribution %v", r.TokenDistribution)
 	}
-	r, err = h.svc.RouteUsage(as(backendDev), "/api/openai", nil)
+	r, err = h.routeUsage(as(backendDev), "/api/openai", nil)
 	if err != nil || r.Stats.TotalCalls != 0 || len(r.UsageLogs) != 0 || len(r.TokenDistribution) != 0 {
 		t.Errorf("other team's route usage leaks: %v %v", r, err)
 	}
-	r, err = h.svc.RouteUsage(as(globalAdmin), "", nil)
+	r, err = h.routeUsage(as(globalAdmin), "", nil)
 	if err != nil || r.Stats != nil || len(r.Routes) != 3 || r.Routes[0].RoutePath != "/api/openai" {
 		t.Errorf("route list %v %v", r, err)
 	}
-	if _, err := h.svc.RouteUsage(as(globalAdmin), "/x", wrapperspb.Int32(501)); !errorsIs(err, errs.ErrInvalidArgument) {
+	if _, err := h.routeUsage(as(globalAdmin), "/x", wrapperspb.Int32(501)); !errorsIs(err, errs.ErrInvalidArgument) {
 		t.Errorf("limit 501: %v", err)
 	}
 }

@@ -108,8 +108,8 @@ func BenchmarkAnalytics(b *testing.B) {
 			l *latencies
 			f func() error
 		}{
-			{&statsAdmin, func() error { _, err := h.svc.Stats(as(globalAdmin)); return err }},
-			{&statsDev, func() error { _, err := h.svc.Stats(dev); return err }},
+			{&statsAdmin, func() error { _, err := h.stats(as(globalAdmin)); return err }},
+			{&statsDev, func() error { _, err := h.stats(dev); return err }},
 			{&overview, func() error { _, err := h.svc.Overview(as(globalAdmin)); return err }},
 		} {
 			t0 := time.Now()

@@ -1,48 +1,102 @@
 package usage
 
 import (
-	"strconv"
-
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
-	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
-// The responses' shared parts, from rollup figures and stored events.
+// Domain → proto, for the Server. Lists are never nil: the contract shows
+// them as [] when empty.
 
-func overviewOf(a *agg) *usagev1.UsageOverview {
-	return &usagev1.UsageOverview{TotalCalls: a.calls, TotalErrors: a.errors, AvgResponseTime: a.avgLatency(), SuccessRate: a.successRate()}
+func overviewOf(f Figures) *usagev1.UsageOverview {
+	return &usagev1.UsageOverview{TotalCalls: f.Calls, TotalErrors: f.Errors, AvgResponseTime: f.AvgLatency, SuccessRate: f.SuccessRate}
 }
 
-func latencyOf(a *agg) *usagev1.Latency {
-	p := percentiles(a.hist, a.latencyMax)
+func latencyOf(p Percentiles) *usagev1.Latency {
 	return &usagev1.Latency{P50: p.P50, P95: p.P95, P99: p.P99}
 }
 
-func tokenName(names map[int64]*tokenv1.TokenRef, id int64) string {
-	if t := names[id]; t != nil {
-		return t.GetName()
+func statsProto(s *Stats) *usagev1.GetUsageStatsResponse {
+	out := &usagev1.GetUsageStatsResponse{
+		Overview:    overviewOf(s.Overview),
+		HourlyUsage: make([]*usagev1.HourlyUsage, 0, len(s.Hours)), TopTokens: make([]*usagev1.TopToken, 0, len(s.TopTokens)),
+		TopRoutes: make([]*usagev1.TopRoute, 0, len(s.TopRoutes)), RecentLogs: logsProto(s.Recent), Unavailable: s.Unavailable,
 	}
-	return "token " + strconv.FormatInt(id, 10)
+	for _, h := range s.Hours {
+		out.HourlyUsage = append(out.HourlyUsage, &usagev1.HourlyUsage{
+			Hour: timestamppb.New(h.Start), CallCount: h.Calls, AvgResponseTime: h.AvgLatency, ErrorCount: h.Errors,
+		})
+	}
+	for _, t := range s.TopTokens {
+		out.TopTokens = append(out.TopTokens, &usagev1.TopToken{
+			Id: t.ID, Name: t.Name, TeamId: wrapperspb.String(t.TeamID), UsageCount: t.Calls,
+			LastUsed: timestamppb.New(t.LastUsed), SuccessRate: t.SuccessRate, AvgResponseTime: t.AvgLatency,
+			Latency: latencyOf(t.Latency), Anomaly: t.Anomaly,
+		})
+	}
+	for _, r := range s.TopRoutes {
+		out.TopRoutes = append(out.TopRoutes, &usagev1.TopRoute{
+			RoutePath: r.Path, RouteName: r.Name, RouteId: i64(r.RouteID), CallCount: r.Calls, AvgResponseTime: r.AvgLatency,
+			ErrorCount: r.Errors, SuccessRate: r.SuccessRate, Latency: latencyOf(r.Latency), Anomaly: r.Anomaly, ErrorsByClass: r.ByClass,
+		})
+	}
+	return out
 }
 
-func logOf(l store.EventRow, names map[int64]*tokenv1.TokenRef, routes map[string]*tokenv1.Route) *usagev1.UsageLog {
-	out := &usagev1.UsageLog{
-		Id: l.ID, TokenHash: l.TokenHash, TokenId: wrapperspb.Int64(l.TokenID), UsedAt: timestamppb.New(l.UsedAt),
-		RoutePath: str(l.RoutePath), ResponseStatus: i32(l.ResponseStatus), ResponseTimeMs: i32(l.ResponseTimeMS),
-		IpAddress: str(l.IPAddress), UserAgent: str(l.UserAgent), RequestMethod: str(l.RequestMethod), ErrorMessage: str(l.ErrorMessage),
+func tokenUsageProto(u *TokenUsage) *usagev1.GetTokenUsageResponse {
+	stats := &usagev1.TokenUsageStats{
+		TotalCalls: u.Calls, ErrorCount: u.Errors, Latency: latencyOf(u.Latency), Anomaly: u.Anomaly, CallsByClass: u.ByClass,
 	}
-	if t := names[l.TokenID]; t != nil {
-		out.TokenName = wrapperspb.String(t.GetName())
+	if u.Calls > 0 {
+		stats.AvgResponseTime = wrapperspb.Double(u.AvgLatency)
+		stats.FirstUsed = timestamppb.New(u.FirstUsed)
+		stats.LastUsed = timestamppb.New(u.LastUsed)
 	}
-	if l.RoutePath != nil {
-		if rt := routes[*l.RoutePath]; rt != nil {
-			out.RouteId = wrapperspb.Int64(rt.GetId())
-			out.RouteName = rt.GetName()
+	out := &usagev1.GetTokenUsageResponse{
+		Token:             &usagev1.TokenInfo{Id: u.TokenID, Name: u.Name, TeamId: nullable(u.TeamID)},
+		Stats:             stats,
+		RecentUsage:       logsProto(u.Recent),
+		RouteDistribution: make([]*usagev1.RouteCount, 0, len(u.Routes)),
+	}
+	for _, r := range u.Routes {
+		out.RouteDistribution = append(out.RouteDistribution, &usagev1.RouteCount{
+			RouteId: i64(r.RouteID), RouteName: str(r.RouteName), RoutePath: str(r.Path), Count: r.Count,
+		})
+	}
+	return out
+}
+
+func routeUsageProto(u *RouteUsage) *usagev1.GetRouteUsageResponse {
+	out := &usagev1.GetRouteUsageResponse{
+		UsageLogs: logsProto(u.Recent), TokenDistribution: make([]*usagev1.TokenCount, 0, len(u.Tokens)),
+		Routes: make([]*usagev1.RouteSummary, 0, len(u.Routes)),
+	}
+	if r := u.Route; r != nil {
+		out.Stats = &usagev1.RouteUsageStats{
+			TotalCalls: r.Calls, ErrorCount: r.Errors, AvgResponseTime: r.AvgLatency,
+			Latency: latencyOf(r.Latency), Anomaly: r.Anomaly, CallsByClass: r.ByClass,
 		}
+	}
+	for _, t := range u.Tokens {
+		out.TokenDistribution = append(out.TokenDistribution, &usagev1.TokenCount{TokenId: wrapperspb.Int64(t.TokenID), TokenName: str(t.TokenName), Count: t.Count})
+	}
+	for _, r := range u.Routes {
+		out.Routes = append(out.Routes, &usagev1.RouteSummary{RoutePath: r.Path, CallCount: r.Calls, AvgResponseTime: r.AvgLatency, LastUsed: timestamppb.New(r.LastUsed)})
+	}
+	return out
+}
+
+func logsProto(calls []Call) []*usagev1.UsageLog {
+	out := make([]*usagev1.UsageLog, 0, len(calls))
+	for _, c := range calls {
+		out = append(out, &usagev1.UsageLog{
+			Id: c.ID, TokenHash: c.TokenHash, TokenId: wrapperspb.Int64(c.TokenID), TokenName: str(c.TokenName), UsedAt: timestamppb.New(c.UsedAt),
+			RoutePath: str(c.RoutePath), RouteId: i64(c.RouteID), RouteName: str(c.RouteName),
+			ResponseStatus: i32(c.ResponseStatus), ResponseTimeMs: i32(c.ResponseTimeMS),
+			IpAddress: str(c.IPAddress), UserAgent: str(c.UserAgent), RequestMethod: str(c.RequestMethod), ErrorMessage: str(c.ErrorMessage),
+		})
 	}
 	return out
 }
@@ -59,6 +113,13 @@ func i32(p *int32) *wrapperspb.Int32Value {
 		return nil
 	}
 	return wrapperspb.Int32(*p)
+}
+
+func i64(p *int64) *wrapperspb.Int64Value {
+	if p == nil {
+		return nil
+	}
+	return wrapperspb.Int64(*p)
 }
 
 func nullable(s string) *wrapperspb.StringValue {

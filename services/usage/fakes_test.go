@@ -24,6 +24,7 @@ import (
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
+	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/config"
 	"github.com/tokenmanager/tokenmanager/services/internal/dbtest"
@@ -277,3 +278,17 @@ func backendDevOf(team string) *auth.Principal {
 }
 
 type pgxpoolPool = pgxpool.Pool
+
+// The analytics reads as the gRPC server answers them.
+
+func (h *harness) stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, error) {
+	return NewServer(h.svc).GetUsageStats(ctx, &usagev1.GetUsageStatsRequest{})
+}
+
+func (h *harness) tokenUsage(ctx context.Context, id int64, limit *wrapperspb.Int32Value) (*usagev1.GetTokenUsageResponse, error) {
+	return NewServer(h.svc).GetTokenUsage(ctx, &usagev1.GetTokenUsageRequest{TokenId: id, Limit: limit})
+}
+
+func (h *harness) routeUsage(ctx context.Context, path string, limit *wrapperspb.Int32Value) (*usagev1.GetRouteUsageResponse, error) {
+	return NewServer(h.svc).GetRouteUsage(ctx, &usagev1.GetRouteUsageRequest{RoutePath: path, Limit: limit})
+}

@@ -79,7 +79,7 @@ func (d *dashboard) Overview(ctx context.Context) (*usagev1.GetDashboardOverview
 	if usageErr != nil {
 		return nil, usageErr
 	}
-	out.Usage = overviewOf(&usageTot)
+	out.Usage = overviewOf(usageTot.figures())
 	out.Overview.TotalTeams = teamCount
 	if teamCountErr != nil {
 		// The team service is down (or predates CountTeams): count the teams

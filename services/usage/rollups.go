@@ -58,6 +58,13 @@ func (a *agg) add(r *store.DimRow) {
 	a.byClass[r.StatusClass] += r.Calls
 }
 
+func (a *agg) figures() Figures {
+	return Figures{
+		Calls: a.calls, Errors: a.errors, AvgLatency: a.avgLatency(), SuccessRate: a.successRate(),
+		Latency: percentiles(a.hist, a.latencyMax), ByClass: a.classes(), FirstUsed: a.firstUsed, LastUsed: a.lastUsed,
+	}
+}
+
 // className spells a status class as the API shows it.
 func className(c int16) string {
 	if c >= 1 && c <= 5 {

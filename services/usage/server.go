@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
@@ -30,7 +31,9 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
 )
 
-// Server is the UsageService gRPC server: thin handlers over Service.
+// Server is the UsageService gRPC server: thin handlers over Service that
+// convert requests to arguments and domain results to responses
+// (convert.go). Errors become statuses in the interceptor chain.
 type Server struct {
 	usagev1.UnimplementedUsageServiceServer
 	svc *Service
@@ -50,17 +53,38 @@ func (s *Server) Ingest(ctx context.Context, req *usagev1.IngestRequest) (*usage
 
 // GetUsageStats is GET /api/usage/stats.
 func (s *Server) GetUsageStats(ctx context.Context, _ *usagev1.GetUsageStatsRequest) (*usagev1.GetUsageStatsResponse, error) {
-	return s.svc.Stats(ctx)
+	st, err := s.svc.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return statsProto(st), nil
 }
 
 // GetTokenUsage is GET /api/usage/token/{token_id}.
 func (s *Server) GetTokenUsage(ctx context.Context, req *usagev1.GetTokenUsageRequest) (*usagev1.GetTokenUsageResponse, error) {
-	return s.svc.TokenUsage(ctx, req.GetTokenId(), req.GetLimit())
+	u, err := s.svc.TokenUsage(ctx, req.GetTokenId(), limitArg(req.GetLimit()))
+	if err != nil {
+		return nil, err
+	}
+	return tokenUsageProto(u), nil
 }
 
 // GetRouteUsage is GET /api/usage/route.
 func (s *Server) GetRouteUsage(ctx context.Context, req *usagev1.GetRouteUsageRequest) (*usagev1.GetRouteUsageResponse, error) {
-	return s.svc.RouteUsage(ctx, req.GetRoutePath(), req.GetLimit())
+	u, err := s.svc.RouteUsage(ctx, req.GetRoutePath(), limitArg(req.GetLimit()))
+	if err != nil {
+		return nil, err
+	}
+	return routeUsageProto(u), nil
+}
+
+// limitArg is an optional limit: nil when the request has none.
+func limitArg(v *wrapperspb.Int32Value) *int32 {
+	if v == nil {
+		return nil
+	}
+	n := v.GetValue()
+	return &n
 }
 
 // GetDashboardOverview is GET /api/dashboard/overview.

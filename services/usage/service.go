@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
@@ -62,21 +61,22 @@ func (s *Service) Ingest(ctx context.Context, body []byte, sig, ts string) (acce
 }
 
 // Stats is GET /api/usage/stats.
-func (s *Service) Stats(ctx context.Context) (*usagev1.GetUsageStatsResponse, error) {
+func (s *Service) Stats(ctx context.Context) (*Stats, error) {
 	return s.analytics.Stats(ctx)
 }
 
-// TokenUsage is GET /api/usage/token/{id}.
-func (s *Service) TokenUsage(ctx context.Context, tokenID int64, limit *wrapperspb.Int32Value) (*usagev1.GetTokenUsageResponse, error) {
+// TokenUsage is GET /api/usage/token/{id}; limit nil is the default.
+func (s *Service) TokenUsage(ctx context.Context, tokenID int64, limit *int32) (*TokenUsage, error) {
 	return s.analytics.TokenUsage(ctx, tokenID, limit)
 }
 
-// RouteUsage is GET /api/usage/route[?route_path=].
-func (s *Service) RouteUsage(ctx context.Context, path string, limit *wrapperspb.Int32Value) (*usagev1.GetRouteUsageResponse, error) {
+// RouteUsage is GET /api/usage/route[?route_path=]; limit nil is the default.
+func (s *Service) RouteUsage(ctx context.Context, path string, limit *int32) (*RouteUsage, error) {
 	return s.analytics.RouteUsage(ctx, path, limit)
 }
 
-// Overview is GET /api/dashboard/overview.
+// Overview is GET /api/dashboard/overview. It still answers in proto: its
+// parts are the token, team and audit services' answers, passed on.
 func (s *Service) Overview(ctx context.Context) (*usagev1.GetDashboardOverviewResponse, error) {
 	return s.dashboard.Overview(ctx)
 }
