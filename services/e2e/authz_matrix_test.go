@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/tokenmanager/tokenmanager/services/internal/auth/authtest"
 )
 

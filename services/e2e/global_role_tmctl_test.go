@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,18 +23,7 @@ func TestGlobalAdminCommand(t *testing.T) {
 	s.clerk.AddUser(authtest.FakeUser{ID: "user_first", Email: "first@example.com"})
 	s.clerk.AddUser(authtest.FakeUser{ID: "user_second", Email: "second@example.com"})
 	run := func(args ...string) (string, string, int) {
-		cmd := exec.Command(filepath.Join(binDir, "tmctl"), append([]string{"global-admin"}, args...)...)
-		cmd.Env = s.env
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errOut.String(), code
+		return s.tmctl(t, append([]string{"global-admin"}, args...)...)
 	}
 	first := func() string { return s.clerk.SessionToken(t, "user_first") }
 	s.teamMust(t, 403, "GET", "/api/admin-keys", first(), "")

@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,24 +30,14 @@ func TestOrphanedTokensCommand(t *testing.T) {
 	s.exec(t, `DELETE FROM team.teams WHERE id = 'gone-team'`)
 
 	run := func(args ...string) (map[string][]map[string]any, int, string) {
-		cmd := exec.Command(filepath.Join(binDir, "tmctl"), append([]string{"orphaned-tokens"}, args...)...)
-		cmd.Env = s.env
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		out, errOut, code := s.tmctl(t, append([]string{"orphaned-tokens"}, args...)...)
 		var res map[string][]map[string]any
 		if code == 0 {
-			if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-				t.Fatalf("output %q: %v", out.String(), err)
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("output %q: %v", out, err)
 			}
 		}
-		return res, code, errOut.String()
+		return res, code, errOut
 	}
 	res, code, errOut := run()
 	if code != 0 || len(res["orphaned_teams"]) != 1 || res["orphaned_teams"][0]["team_id"] != "gone-team" ||

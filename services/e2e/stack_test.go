@@ -529,3 +529,20 @@ func TestBinariesRefuseBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// tmctl runs the tmctl binary with args against the stack's database and
+// returns its output and exit code.
+func (s *stack) tmctl(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "tmctl"), args...)
+	cmd.Env = s.env
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}

@@ -64,6 +64,36 @@ func loadImportConfig(l *config.Loader) importConfig {
 	return c
 }
 
+// subcommand is the flag set of the subcommand args[0].
+func subcommand(args []string) *flag.FlagSet { return flag.NewFlagSet(args[0], flag.ExitOnError) }
+
+// parse parses a subcommand's flags; arguments beyond them are a usage error.
+func parse(fs *flag.FlagSet, args []string) {
+	_ = fs.Parse(args[1:])
+	if fs.NArg() != 0 {
+		printUsage()
+	}
+}
+
+// loadOrExit reads a command's configuration from the environment; a bad
+// environment exits 2.
+func loadOrExit[C any](load func(*config.Loader) C) C {
+	cfg, _, err := app.Load(os.LookupEnv, load)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
+		os.Exit(2)
+	}
+	return cfg
+}
+
+// exitOn exits 1 with command's error, if any.
+func exitOn(command string, err error) {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tmctl %s: %v\n", command, err)
+		os.Exit(1)
+	}
+}
+
 func printUsage() {
 	fmt.Fprintln(os.Stderr, "usage: tmctl [-check-config] migrate | admin-key new | import-roles [-dry-run] | global-admin grant|revoke USER_ID | global-admin list | orphaned-tokens [-revoke]")
 	os.Exit(2)
@@ -80,39 +110,17 @@ func main() {
 		return
 	}
 	if len(args) >= 1 && args[0] == "import-roles" {
-		fs := flag.NewFlagSet("import-roles", flag.ExitOnError)
+		fs := subcommand(args)
 		dryRun := fs.Bool("dry-run", false, "report what would be imported without writing")
-		_ = fs.Parse(args[1:])
-		if fs.NArg() != 0 {
-			printUsage()
-		}
-		cfg, _, err := app.Load(os.LookupEnv, loadImportConfig)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
-			os.Exit(2)
-		}
-		if err := runImportRoles(cfg, *dryRun); err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl import-roles: %v\n", err)
-			os.Exit(1)
-		}
+		parse(fs, args)
+		exitOn("import-roles", runImportRoles(loadOrExit(loadImportConfig), *dryRun))
 		return
 	}
 	if len(args) >= 1 && args[0] == "orphaned-tokens" {
-		fs := flag.NewFlagSet("orphaned-tokens", flag.ExitOnError)
+		fs := subcommand(args)
 		revoke := fs.Bool("revoke", false, "revoke the orphaned tokens and retire their team ids")
-		_ = fs.Parse(args[1:])
-		if fs.NArg() != 0 {
-			printUsage()
-		}
-		cfg, _, err := app.Load(os.LookupEnv, loadMigrateConfig)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
-			os.Exit(2)
-		}
-		if err := runOrphanedTokens(cfg, *revoke); err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl orphaned-tokens: %v\n", err)
-			os.Exit(1)
-		}
+		parse(fs, args)
+		exitOn("orphaned-tokens", runOrphanedTokens(loadOrExit(loadMigrateConfig), *revoke))
 		return
 	}
 	if len(args) >= 1 && args[0] == "global-admin" {
@@ -194,26 +202,10 @@ func runImportRoles(cfg importConfig, dryRun bool) error {
 func globalAdmin(args []string) int {
 	switch {
 	case len(args) == 1 && args[0] == "list":
-		cfg, _, err := app.Load(os.LookupEnv, loadMigrateConfig)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
-			return 2
-		}
-		if err := listGlobalAdmins(cfg); err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl global-admin list: %v\n", err)
-			return 1
-		}
+		exitOn("global-admin list", listGlobalAdmins(loadOrExit(loadMigrateConfig)))
 		return 0
 	case len(args) == 2 && (args[0] == "grant" || args[0] == "revoke"):
-		cfg, _, err := app.Load(os.LookupEnv, loadImportConfig)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl: %v\n", err)
-			return 2
-		}
-		if err := setGlobalAdmin(cfg, args[0] == "grant", args[1]); err != nil {
-			fmt.Fprintf(os.Stderr, "tmctl global-admin %s: %v\n", args[0], err)
-			return 1
-		}
+		exitOn("global-admin "+args[0], setGlobalAdmin(loadOrExit(loadImportConfig), args[0] == "grant", args[1]))
 		return 0
 	}
 	printUsage()
