@@ -196,7 +196,7 @@ func TestRouteUsage(t *testing.T) {
 func TestOverview(t *testing.T) {
 	h := newHarness(t)
 	seed(t, h)
-	o, err := h.svc.Overview(as(globalAdmin))
+	o, err := h.overview(as(globalAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,12 +206,12 @@ func TestOverview(t *testing.T) {
 	if len(o.TokenTrend) != 2 || o.TokenTrend[0].Date != "2025-11-08" || o.ExpiringSoon[0].TeamName != "Backend Team" || len(o.RecentLogs) != 1 || o.Usage.TotalCalls != 35 {
 		t.Errorf("overview %v", o)
 	}
-	o, err = h.svc.Overview(as(backendDev))
+	o, err = h.overview(as(backendDev))
 	if err != nil || o.Overview.TotalTokens != 6 || o.Overview.TotalTeams != 1 || o.Usage.TotalCalls != 10 {
 		t.Errorf("scoped overview %v %v", o, err)
 	}
 	h.token.down = true
-	o, err = h.svc.Overview(as(globalAdmin))
+	o, err = h.overview(as(globalAdmin))
 	if err != nil || len(o.Unavailable) != 1 || o.Unavailable[0] != "token" || o.Overview.TotalTokens != 0 || len(o.RecentLogs) != 1 {
 		t.Errorf("degraded overview %v %v", o, err)
 	}

@@ -110,7 +110,7 @@ func BenchmarkAnalytics(b *testing.B) {
 		}{
 			{&statsAdmin, func() error { _, err := h.stats(as(globalAdmin)); return err }},
 			{&statsDev, func() error { _, err := h.stats(dev); return err }},
-			{&overview, func() error { _, err := h.svc.Overview(as(globalAdmin)); return err }},
+			{&overview, func() error { _, err := h.overview(as(globalAdmin)); return err }},
 		} {
 			t0 := time.Now()
 			if err := c.f(); err != nil {

@@ -1,6 +1,9 @@
 package usage
 
 import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -127,4 +130,41 @@ func nullable(s string) *wrapperspb.StringValue {
 		return nil
 	}
 	return wrapperspb.String(s)
+}
+
+func overviewProto(o *Overview) *usagev1.GetDashboardOverviewResponse {
+	out := &usagev1.GetDashboardOverviewResponse{
+		Overview:     &usagev1.DashboardCounts{TotalTokens: o.TotalTokens, TotalTeams: o.TotalTeams, TotalRoutes: o.TotalRoutes},
+		TokensByTeam: make([]*usagev1.TeamTokens, 0, len(o.TokensByTeam)), TokenTrend: make([]*usagev1.TrendPoint, 0, len(o.TokenTrend)),
+		RecentLogs: make([]*usagev1.RecentLog, 0, len(o.RecentEvents)), ExpiringSoon: make([]*usagev1.ExpiringSoon, 0, len(o.ExpiringSoon)),
+		Usage: overviewOf(o.Usage), Unavailable: o.Unavailable,
+	}
+	for _, t := range o.TokensByTeam {
+		out.TokensByTeam = append(out.TokensByTeam, &usagev1.TeamTokens{TeamId: t.TeamID, TeamName: t.TeamName, Count: t.Count})
+	}
+	for _, d := range o.TokenTrend {
+		out.TokenTrend = append(out.TokenTrend, &usagev1.TrendPoint{Date: d.Date, Count: d.Count})
+	}
+	for _, e := range o.RecentEvents {
+		details, err := structpb.NewStruct(e.Details)
+		if err != nil { // not from a JSON object: cannot happen for AsMap's output
+			details = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		}
+		out.RecentLogs = append(out.RecentLogs, &usagev1.RecentLog{
+			Action: e.Action, EntityType: e.EntityType, EntityId: e.EntityID, CreatedAt: ts(e.CreatedAt), Details: details,
+		})
+	}
+	for _, e := range o.ExpiringSoon {
+		out.ExpiringSoon = append(out.ExpiringSoon, &usagev1.ExpiringSoon{
+			Id: e.ID, Name: e.Name, TeamId: e.TeamID, TeamName: e.TeamName, ExpiresAt: ts(e.ExpiresAt),
+		})
+	}
+	return out
+}
+
+func ts(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return timestamppb.New(*t)
 }

@@ -292,3 +292,7 @@ func (h *harness) tokenUsage(ctx context.Context, id int64, limit *wrapperspb.In
 func (h *harness) routeUsage(ctx context.Context, path string, limit *wrapperspb.Int32Value) (*usagev1.GetRouteUsageResponse, error) {
 	return NewServer(h.svc).GetRouteUsage(ctx, &usagev1.GetRouteUsageRequest{RoutePath: path, Limit: limit})
 }
+
+func (h *harness) overview(ctx context.Context) (*usagev1.GetDashboardOverviewResponse, error) {
+	return NewServer(h.svc).GetDashboardOverview(ctx, &usagev1.GetDashboardOverviewRequest{})
+}

@@ -6,13 +6,13 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
-	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
 	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
@@ -27,17 +27,56 @@ type dashboard struct {
 	log   *slog.Logger
 }
 
+// Overview is the dashboard's overview.
+type Overview struct {
+	TotalTokens, TotalTeams, TotalRoutes int64
+	// TokensByTeam is the five teams with the most tokens, most first.
+	TokensByTeam []TeamTokens
+	// TokenTrend is the tokens created per day, newest first, days with
+	// tokens only.
+	TokenTrend   []DayCount
+	RecentEvents []AuditEntry
+	ExpiringSoon []ExpiringToken
+	Usage        Figures
+	Unavailable  []string
+}
+
+// TeamTokens is a team's token count.
+type TeamTokens struct {
+	TeamID, TeamName string
+	Count            int64
+}
+
+// DayCount is a count on a date (YYYY-MM-DD).
+type DayCount struct {
+	Date  string
+	Count int64
+}
+
+// AuditEntry is one recent audit event; Details is its JSON object.
+type AuditEntry struct {
+	Action, EntityType, EntityID string
+	CreatedAt                    *time.Time
+	Details                      map[string]any
+}
+
+// ExpiringToken is a token that expires soon.
+type ExpiringToken struct {
+	ID                     int64
+	Name, TeamID, TeamName string
+	ExpiresAt              *time.Time
+}
+
 // Overview is GET /api/dashboard/overview: gathered from the token, team
 // and audit services plus the usage totals, each part degrading on its own.
-func (d *dashboard) Overview(ctx context.Context) (*usagev1.GetDashboardOverviewResponse, error) {
+func (d *dashboard) Overview(ctx context.Context) (*Overview, error) {
 	_, sc, err := callerScope(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := &usagev1.GetDashboardOverviewResponse{
-		Overview:     &usagev1.DashboardCounts{},
-		TokensByTeam: []*usagev1.TeamTokens{}, TokenTrend: []*usagev1.TrendPoint{},
-		RecentLogs: []*usagev1.RecentLog{}, ExpiringSoon: []*usagev1.ExpiringSoon{}, Unavailable: []string{},
+	out := &Overview{
+		TokensByTeam: []TeamTokens{}, TokenTrend: []DayCount{},
+		RecentEvents: []AuditEntry{}, ExpiringSoon: []ExpiringToken{}, Unavailable: []string{},
 	}
 	var (
 		wg                 sync.WaitGroup
@@ -79,21 +118,21 @@ func (d *dashboard) Overview(ctx context.Context) (*usagev1.GetDashboardOverview
 	if usageErr != nil {
 		return nil, usageErr
 	}
-	out.Usage = overviewOf(usageTot.figures())
-	out.Overview.TotalTeams = teamCount
+	out.Usage = usageTot.figures()
+	out.TotalTeams = teamCount
 	if teamCountErr != nil {
 		// The team service is down (or predates CountTeams): count the teams
 		// that hold tokens instead, a lower bound, and say so.
 		d.log.WarnContext(ctx, "team count unavailable; counting teams with tokens", "error", teamCountErr)
 		out.Unavailable = append(out.Unavailable, "team")
-		out.Overview.TotalTeams = int64(len(stats.GetTokensByTeam()))
+		out.TotalTeams = int64(len(stats.GetTokensByTeam()))
 	}
 	if statsErr != nil {
 		d.log.WarnContext(ctx, "token stats unavailable", "error", statsErr)
 		out.Unavailable = append(out.Unavailable, "token")
 	} else {
-		out.Overview.TotalTokens = stats.GetTotalTokens()
-		out.Overview.TotalRoutes = stats.GetTotalRoutes()
+		out.TotalTokens = stats.GetTotalTokens()
+		out.TotalRoutes = stats.GetTotalRoutes()
 		teamIDs := map[string]bool{}
 		byTeam := slices.Clone(stats.GetTokensByTeam())
 		slices.SortStableFunc(byTeam, func(a, b *tokenv1.TeamTokenCount) int { return cmp.Compare(b.GetCount(), a.GetCount()) })
@@ -106,7 +145,7 @@ func (d *dashboard) Overview(ctx context.Context) (*usagev1.GetDashboardOverview
 		}
 		teamNames := d.teamNames(ctx, teamIDs, out)
 		for _, t := range byTeam {
-			out.TokensByTeam = append(out.TokensByTeam, &usagev1.TeamTokens{TeamId: t.GetTeamId(), TeamName: nameOr(teamNames, t.GetTeamId()), Count: t.GetCount()})
+			out.TokensByTeam = append(out.TokensByTeam, TeamTokens{TeamID: t.GetTeamId(), TeamName: nameOr(teamNames, t.GetTeamId()), Count: t.GetCount()})
 		}
 		trend := slices.Clone(stats.GetTokenTrend())
 		slices.SortStableFunc(trend, func(a, b *tokenv1.DayCount) int { return cmp.Compare(b.GetDate(), a.GetDate()) })
@@ -114,11 +153,11 @@ func (d *dashboard) Overview(ctx context.Context) (*usagev1.GetDashboardOverview
 			if d.GetCount() == 0 {
 				continue // v2.7 lists only days with tokens
 			}
-			out.TokenTrend = append(out.TokenTrend, &usagev1.TrendPoint{Date: d.GetDate(), Count: d.GetCount()})
+			out.TokenTrend = append(out.TokenTrend, DayCount{Date: d.GetDate(), Count: d.GetCount()})
 		}
 		for _, e := range stats.GetExpiringSoon() {
-			out.ExpiringSoon = append(out.ExpiringSoon, &usagev1.ExpiringSoon{
-				Id: e.GetId(), Name: e.GetName(), TeamId: e.GetTeamId(), TeamName: nameOr(teamNames, e.GetTeamId()), ExpiresAt: e.GetExpiresAt(),
+			out.ExpiringSoon = append(out.ExpiringSoon, ExpiringToken{
+				ID: e.GetId(), Name: e.GetName(), TeamID: e.GetTeamId(), TeamName: nameOr(teamNames, e.GetTeamId()), ExpiresAt: timeOf(e.GetExpiresAt()),
 			})
 		}
 	}
@@ -127,19 +166,16 @@ func (d *dashboard) Overview(ctx context.Context) (*usagev1.GetDashboardOverview
 		out.Unavailable = append(out.Unavailable, "audit")
 	} else {
 		for _, e := range events.GetEvents() {
-			details := e.GetDetails()
-			if details == nil {
-				details = &structpb.Struct{Fields: map[string]*structpb.Value{}}
-			}
-			out.RecentLogs = append(out.RecentLogs, &usagev1.RecentLog{
-				Action: e.GetAction(), EntityType: e.GetEntityType(), EntityId: e.GetEntityId(), CreatedAt: e.GetCreatedAt(), Details: details,
+			out.RecentEvents = append(out.RecentEvents, AuditEntry{
+				Action: e.GetAction(), EntityType: e.GetEntityType(), EntityID: e.GetEntityId(), CreatedAt: timeOf(e.GetCreatedAt()),
+				Details: e.GetDetails().AsMap(),
 			})
 		}
 	}
 	return out, nil
 }
 
-func (d *dashboard) teamNames(ctx context.Context, ids map[string]bool, out *usagev1.GetDashboardOverviewResponse) map[string]string {
+func (d *dashboard) teamNames(ctx context.Context, ids map[string]bool, out *Overview) map[string]string {
 	names := map[string]string{}
 	if len(ids) == 0 {
 		return names
@@ -161,6 +197,15 @@ func (d *dashboard) teamNames(ctx context.Context, ids map[string]bool, out *usa
 		names[t.GetId()] = t.GetName()
 	}
 	return names
+}
+
+// timeOf is a timestamp the other services sent, nil when they sent none.
+func timeOf(ts *timestamppb.Timestamp) *time.Time {
+	if ts == nil {
+		return nil
+	}
+	t := ts.AsTime()
+	return &t
 }
 
 // nameOr is the team's name, or its id when the team is gone (as v2.7).

@@ -48,7 +48,7 @@ func TestOverviewTotalTeamsCountsEveryTeam(t *testing.T) {
 	teams := &teamCounter{TeamServiceClient: teamv1.NewTeamServiceClient(h.conn), total: 42}
 	withTeams(h, teams)
 
-	o, err := h.svc.Overview(as(globalAdmin))
+	o, err := h.overview(as(globalAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +65,14 @@ func TestOverviewTotalTeamsCountsEveryTeam(t *testing.T) {
 
 	// Anyone else sees the teams they have a role in, without asking the team service.
 	calls := teams.calls.Load()
-	o, err = h.svc.Overview(as(backendDev))
+	o, err = h.overview(as(backendDev))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Overview.TotalTeams != 1 || teams.calls.Load() != calls {
 		t.Errorf("scoped total_teams %d (CountTeams calls %d → %d), want 1 and no call", o.Overview.TotalTeams, calls, teams.calls.Load())
 	}
-	o, err = h.svc.Overview(as(nobody))
+	o, err = h.overview(as(nobody))
 	if err != nil || o.Overview.TotalTeams != 0 {
 		t.Errorf("caller without teams: total_teams %d, %v", o.GetOverview().GetTotalTeams(), err)
 	}
@@ -82,7 +82,7 @@ func TestOverviewTotalTeamsCountsEveryTeam(t *testing.T) {
 // of them a deleted team's, and ListTeams (which refuses services) is not used.
 func TestOverviewTotalTeamsFromTeamService(t *testing.T) {
 	h := newHarness(t)
-	o, err := h.svc.Overview(as(globalAdmin))
+	o, err := h.overview(as(globalAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestOverviewTotalTeamsFallback(t *testing.T) {
 		t.Run(code.String(), func(t *testing.T) {
 			h := newHarness(t)
 			withTeams(h, &teamCounter{TeamServiceClient: teamv1.NewTeamServiceClient(h.conn), err: status.Error(code, "no")})
-			o, err := h.svc.Overview(as(globalAdmin))
+			o, err := h.overview(as(globalAdmin))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -89,7 +89,11 @@ func limitArg(v *wrapperspb.Int32Value) *int32 {
 
 // GetDashboardOverview is GET /api/dashboard/overview.
 func (s *Server) GetDashboardOverview(ctx context.Context, _ *usagev1.GetDashboardOverviewRequest) (*usagev1.GetDashboardOverviewResponse, error) {
-	return s.svc.Overview(ctx)
+	o, err := s.svc.Overview(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return overviewProto(o), nil
 }
 
 // Run runs the usage service until ctx is cancelled. Shutdown order: the

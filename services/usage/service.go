@@ -10,7 +10,6 @@ import (
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	teamv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/team/v1"
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
-	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
 	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
@@ -75,8 +74,7 @@ func (s *Service) RouteUsage(ctx context.Context, path string, limit *int32) (*R
 	return s.analytics.RouteUsage(ctx, path, limit)
 }
 
-// Overview is GET /api/dashboard/overview. It still answers in proto: its
-// parts are the token, team and audit services' answers, passed on.
-func (s *Service) Overview(ctx context.Context) (*usagev1.GetDashboardOverviewResponse, error) {
+// Overview is GET /api/dashboard/overview.
+func (s *Service) Overview(ctx context.Context) (*Overview, error) {
 	return s.dashboard.Overview(ctx)
 }
