@@ -8,12 +8,14 @@
 // so every event carries the hash of the one before it (chain.go documents
 // the canonical encoding) and VerifyChain can name the first event that was
 // changed, removed or inserted behind the service's back. The database
-// refuses UPDATE, DELETE and TRUNCATE on the trail (migrations/0001).
+// refuses to change, delete or truncate the trail's rows (migrations/0001).
 //
 // Reading is scoped like every other read in the system: a global ADMIN
 // sees everything, anyone else the events of their teams, plus the events
 // of no team (routes, admin keys, global roles) for core-team members.
 //
 // Layout: server.go translates RPCs, service.go holds the use cases,
-// store.go the SQL, validate.go what Record accepts.
+// store.go the reads and writes of the trail over package store (all of
+// the SQL: sqlc queries and the filtered list), validate.go what Record
+// accepts.
 package audit

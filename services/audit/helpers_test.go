@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,11 @@ import (
 )
 
 var testSecret = []byte("audit-test-service-secret-0123456789abcdef")
+
+// insertColumns are audit.events' columns, for the tests that load rows
+// with COPY.
+var insertColumns = strings.Split("id,event_id,occurred_at,recorded_at,actor_type,actor_id,actor_email,actor_name,"+
+	"action,entity_type,entity_id,team_id,details,request_id,client_ip,user_agent,prev_hash,hash", ",")
 
 // fixture is an audit service on a fresh database behind the platform's
 // real gRPC server (authentication, error mapping), with callers of each
