@@ -10,6 +10,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/internal/protoconv"
 	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
@@ -173,10 +174,7 @@ func callOf(l store.EventRow, names map[int64]*tokenv1.TokenRef, routes map[stri
 		if rt := routes[*l.RoutePath]; rt != nil {
 			id := rt.GetId()
 			c.RouteID = &id
-			if n := rt.GetName(); n != nil {
-				v := n.GetValue()
-				c.RouteName = &v
-			}
+			c.RouteName = protoconv.StringPtr(rt.GetName())
 		}
 	}
 	return c

@@ -10,6 +10,7 @@ import (
 	tokenv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/token/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/authz"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/internal/protoconv"
 	"github.com/tokenmanager/tokenmanager/services/usage/store"
 )
 
@@ -91,10 +92,7 @@ func (a *analytics) TokenUsage(ctx context.Context, tokenID int64, limitV *int32
 		}
 		id, path := rt.GetId(), d.Key
 		rc := RouteCount{RouteID: &id, Path: &path, Count: d.Count}
-		if n := rt.GetName(); n != nil {
-			v := n.GetValue()
-			rc.RouteName = &v
-		}
+		rc.RouteName = protoconv.StringPtr(rt.GetName())
 		out.Routes = append(out.Routes, rc)
 	}
 	if unknown > 0 {

@@ -1,13 +1,12 @@
 package usage
 
 import (
-	"time"
-
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	usagev1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/usage/v1"
+	"github.com/tokenmanager/tokenmanager/services/internal/protoconv"
 )
 
 // Domain → proto, for the Server. Lists are never nil: the contract shows
@@ -41,7 +40,7 @@ func statsProto(s *Stats) *usagev1.GetUsageStatsResponse {
 	}
 	for _, r := range s.TopRoutes {
 		out.TopRoutes = append(out.TopRoutes, &usagev1.TopRoute{
-			RoutePath: r.Path, RouteName: r.Name, RouteId: i64(r.RouteID), CallCount: r.Calls, AvgResponseTime: r.AvgLatency,
+			RoutePath: r.Path, RouteName: r.Name, RouteId: protoconv.Int64(r.RouteID), CallCount: r.Calls, AvgResponseTime: r.AvgLatency,
 			ErrorCount: r.Errors, SuccessRate: r.SuccessRate, Latency: latencyOf(r.Latency), Anomaly: r.Anomaly, ErrorsByClass: r.ByClass,
 		})
 	}
@@ -58,14 +57,14 @@ func tokenUsageProto(u *TokenUsage) *usagev1.GetTokenUsageResponse {
 		stats.LastUsed = timestamppb.New(u.LastUsed)
 	}
 	out := &usagev1.GetTokenUsageResponse{
-		Token:             &usagev1.TokenInfo{Id: u.TokenID, Name: u.Name, TeamId: nullable(u.TeamID)},
+		Token:             &usagev1.TokenInfo{Id: u.TokenID, Name: u.Name, TeamId: protoconv.NonEmpty(u.TeamID)},
 		Stats:             stats,
 		RecentUsage:       logsProto(u.Recent),
 		RouteDistribution: make([]*usagev1.RouteCount, 0, len(u.Routes)),
 	}
 	for _, r := range u.Routes {
 		out.RouteDistribution = append(out.RouteDistribution, &usagev1.RouteCount{
-			RouteId: i64(r.RouteID), RouteName: str(r.RouteName), RoutePath: str(r.Path), Count: r.Count,
+			RouteId: protoconv.Int64(r.RouteID), RouteName: protoconv.String(r.RouteName), RoutePath: protoconv.String(r.Path), Count: r.Count,
 		})
 	}
 	return out
@@ -83,7 +82,7 @@ func routeUsageProto(u *RouteUsage) *usagev1.GetRouteUsageResponse {
 		}
 	}
 	for _, t := range u.Tokens {
-		out.TokenDistribution = append(out.TokenDistribution, &usagev1.TokenCount{TokenId: wrapperspb.Int64(t.TokenID), TokenName: str(t.TokenName), Count: t.Count})
+		out.TokenDistribution = append(out.TokenDistribution, &usagev1.TokenCount{TokenId: wrapperspb.Int64(t.TokenID), TokenName: protoconv.String(t.TokenName), Count: t.Count})
 	}
 	for _, r := range u.Routes {
 		out.Routes = append(out.Routes, &usagev1.RouteSummary{RoutePath: r.Path, CallCount: r.Calls, AvgResponseTime: r.AvgLatency, LastUsed: timestamppb.New(r.LastUsed)})
@@ -95,41 +94,13 @@ func logsProto(calls []Call) []*usagev1.UsageLog {
 	out := make([]*usagev1.UsageLog, 0, len(calls))
 	for _, c := range calls {
 		out = append(out, &usagev1.UsageLog{
-			Id: c.ID, TokenHash: c.TokenHash, TokenId: wrapperspb.Int64(c.TokenID), TokenName: str(c.TokenName), UsedAt: timestamppb.New(c.UsedAt),
-			RoutePath: str(c.RoutePath), RouteId: i64(c.RouteID), RouteName: str(c.RouteName),
-			ResponseStatus: i32(c.ResponseStatus), ResponseTimeMs: i32(c.ResponseTimeMS),
-			IpAddress: str(c.IPAddress), UserAgent: str(c.UserAgent), RequestMethod: str(c.RequestMethod), ErrorMessage: str(c.ErrorMessage),
+			Id: c.ID, TokenHash: c.TokenHash, TokenId: wrapperspb.Int64(c.TokenID), TokenName: protoconv.String(c.TokenName), UsedAt: timestamppb.New(c.UsedAt),
+			RoutePath: protoconv.String(c.RoutePath), RouteId: protoconv.Int64(c.RouteID), RouteName: protoconv.String(c.RouteName),
+			ResponseStatus: protoconv.Int32(c.ResponseStatus), ResponseTimeMs: protoconv.Int32(c.ResponseTimeMS),
+			IpAddress: protoconv.String(c.IPAddress), UserAgent: protoconv.String(c.UserAgent), RequestMethod: protoconv.String(c.RequestMethod), ErrorMessage: protoconv.String(c.ErrorMessage),
 		})
 	}
 	return out
-}
-
-func str(p *string) *wrapperspb.StringValue {
-	if p == nil {
-		return nil
-	}
-	return wrapperspb.String(*p)
-}
-
-func i32(p *int32) *wrapperspb.Int32Value {
-	if p == nil {
-		return nil
-	}
-	return wrapperspb.Int32(*p)
-}
-
-func i64(p *int64) *wrapperspb.Int64Value {
-	if p == nil {
-		return nil
-	}
-	return wrapperspb.Int64(*p)
-}
-
-func nullable(s string) *wrapperspb.StringValue {
-	if s == "" {
-		return nil
-	}
-	return wrapperspb.String(s)
 }
 
 func overviewProto(o *Overview) *usagev1.GetDashboardOverviewResponse {
@@ -151,20 +122,13 @@ func overviewProto(o *Overview) *usagev1.GetDashboardOverviewResponse {
 			details = &structpb.Struct{Fields: map[string]*structpb.Value{}}
 		}
 		out.RecentLogs = append(out.RecentLogs, &usagev1.RecentLog{
-			Action: e.Action, EntityType: e.EntityType, EntityId: e.EntityID, CreatedAt: ts(e.CreatedAt), Details: details,
+			Action: e.Action, EntityType: e.EntityType, EntityId: e.EntityID, CreatedAt: protoconv.Time(e.CreatedAt), Details: details,
 		})
 	}
 	for _, e := range o.ExpiringSoon {
 		out.ExpiringSoon = append(out.ExpiringSoon, &usagev1.ExpiringSoon{
-			Id: e.ID, Name: e.Name, TeamId: e.TeamID, TeamName: e.TeamName, ExpiresAt: ts(e.ExpiresAt),
+			Id: e.ID, Name: e.Name, TeamId: e.TeamID, TeamName: e.TeamName, ExpiresAt: protoconv.Time(e.ExpiresAt),
 		})
 	}
 	return out
-}
-
-func ts(t *time.Time) *timestamppb.Timestamp {
-	if t == nil {
-		return nil
-	}
-	return timestamppb.New(*t)
 }
