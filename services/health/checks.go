@@ -42,14 +42,14 @@ type Result struct {
 // never put a secret or an internal address into its message.
 type Check func(ctx context.Context) Result
 
-// DatabaseCheck runs SELECT 1. A nil pool means DATABASE_URL is not set.
+// DatabaseCheck pings PostgreSQL over a pooled connection. A nil pool means
+// DATABASE_URL is not set.
 func DatabaseCheck(pool *pgxpool.Pool) Check {
 	return func(ctx context.Context) Result {
 		if pool == nil {
 			return Result{Status: StatusSkipped, Message: "DATABASE_URL is not set for the health service"}
 		}
-		var one int
-		if err := pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		if err := pool.Ping(ctx); err != nil {
 			// pgx errors can hold host names; say what failed, not where.
 			return Result{Status: StatusUnhealthy, Message: "Database connection failed: " + dbReason(ctx, err)}
 		}
