@@ -8,11 +8,11 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	auditv1 "github.com/tokenmanager/tokenmanager/proto/tokenmanager/audit/v1"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
+	"github.com/tokenmanager/tokenmanager/services/internal/protoconv"
 )
 
 // Server is the AuditService gRPC server: authentication, proto <-> domain
@@ -171,11 +171,11 @@ func toProto(e *Event) (*auditv1.AuditLog, error) {
 		EntityType: e.EntityType,
 		EntityId:   e.EntityID,
 		Details:    d,
-		TeamId:     optional(e.TeamID),
+		TeamId:     protoconv.NonEmpty(e.TeamID),
 		Actor:      &auditv1.Actor{Type: e.ActorType, Id: e.ActorID, Email: e.ActorEmail, Name: e.ActorName},
-		RequestId:  optional(e.RequestID),
-		ClientIp:   optional(e.ClientIP),
-		UserAgent:  optional(e.UserAgent),
+		RequestId:  protoconv.NonEmpty(e.RequestID),
+		ClientIp:   protoconv.NonEmpty(e.ClientIP),
+		UserAgent:  protoconv.NonEmpty(e.UserAgent),
 	}, nil
 }
 
@@ -217,12 +217,4 @@ func presentable(m map[string]any) {
 			m[k] = string(b)
 		}
 	}
-}
-
-// optional maps "" (not recorded) to JSON null.
-func optional(s string) *wrapperspb.StringValue {
-	if s == "" {
-		return nil
-	}
-	return wrapperspb.String(s)
 }
