@@ -27,6 +27,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tokenmanager/tokenmanager/services/audit"
 	"github.com/tokenmanager/tokenmanager/services/internal/app"
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
@@ -62,6 +64,25 @@ func loadImportConfig(l *config.Loader) importConfig {
 		ClerkAPIURL:    l.URL("CLERK_API_URL", auth.DefaultClerkAPIURL, "https", "http"),
 	}
 	return c
+}
+
+// open connects to the database as app, until SIGINT or SIGTERM, and
+// checks that the schemas of sets are current; done closes it all.
+func open(url config.Secret, app string, sets ...migrate.Set) (ctx context.Context, pool *pgxpool.Pool, done func(), err error) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	pool, err = db.Connect(ctx, url.Reveal(), db.WithApplicationName(app))
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	done = func() { pool.Close(); stop() }
+	for _, s := range sets {
+		if err := migrate.Check(ctx, pool, s); err != nil {
+			done()
+			return nil, nil, nil, err
+		}
+	}
+	return ctx, pool, done, nil
 }
 
 // subcommand is the flag set of the subcommand args[0].
@@ -172,16 +193,11 @@ func runMigrate(cfg migrateConfig) error {
 // database: an operator with DATABASE_URL needs no admin key for it. Audit
 // events go to the team outbox, which the team service delivers.
 func runImportRoles(cfg importConfig, dryRun bool) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), db.WithApplicationName("tmctl-import-roles"))
+	ctx, pool, done, err := open(cfg.DatabaseURL, "tmctl-import-roles", team.Migrations)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	if err := migrate.Check(ctx, pool, team.Migrations); err != nil {
-		return err
-	}
+	defer done()
 	res, err := team.ImportClerkRoles(ctx, pool, team.NewDirectory(cfg.ClerkAPIURL, cfg.ClerkSecretKey.Reveal()), dryRun)
 	if err != nil {
 		return err
@@ -213,16 +229,11 @@ func globalAdmin(args []string) int {
 }
 
 func setGlobalAdmin(cfg importConfig, grant bool, userID string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), db.WithApplicationName("tmctl-global-admin"))
+	ctx, pool, done, err := open(cfg.DatabaseURL, "tmctl-global-admin", team.Migrations)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	if err := migrate.Check(ctx, pool, team.Migrations); err != nil {
-		return err
-	}
+	defer done()
 	dir := team.NewDirectory(cfg.ClerkAPIURL, cfg.ClerkSecretKey.Reveal())
 	ctx = auth.WithPrincipal(ctx, team.TmctlPrincipal) // the actor of the audit event
 	out := map[string]any{"user_id": userID}
@@ -242,16 +253,11 @@ func setGlobalAdmin(cfg importConfig, grant bool, userID string) error {
 }
 
 func listGlobalAdmins(cfg migrateConfig) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), db.WithApplicationName("tmctl-global-admin"))
+	ctx, pool, done, err := open(cfg.DatabaseURL, "tmctl-global-admin", team.Migrations)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	if err := migrate.Check(ctx, pool, team.Migrations); err != nil {
-		return err
-	}
+	defer done()
 	admins, err := team.ListGlobalAdmins(ctx, pool)
 	if err != nil {
 		return err

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tokenmanager/tokenmanager/services/internal/db"
-	"github.com/tokenmanager/tokenmanager/services/internal/migrate"
 	"github.com/tokenmanager/tokenmanager/services/team"
 	"github.com/tokenmanager/tokenmanager/services/token"
 )
@@ -30,18 +25,11 @@ const orphanedTeams = `
 // as deleted teams, so that nobody can create a team under one and be
 // mistaken for its owner.
 func runOrphanedTokens(cfg migrateConfig, revoke bool) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), db.WithApplicationName("tmctl-orphaned-tokens"))
+	ctx, pool, done, err := open(cfg.DatabaseURL, "tmctl-orphaned-tokens", token.Migrations, team.Migrations)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	for _, s := range []migrate.Set{token.Migrations, team.Migrations} {
-		if err := migrate.Check(ctx, pool, s); err != nil {
-			return err
-		}
-	}
+	defer done()
 	type orphan struct {
 		TeamID     string `json:"team_id"`
 		LiveTokens int64  `json:"live_tokens"`
