@@ -218,18 +218,23 @@ func (s *Service) ListTokens(ctx context.Context, p *auth.Principal) ([]*Token, 
 	if !all && len(teams) == 0 {
 		return []*Token{}, nil
 	}
-	rows, err := queries.ListTokens(ctx, s.Pool, store.ListTokensParams{AllTeams: all, Teams: teams})
+	// Tokens are filled into chunks of a few hundred rather than allocated
+	// one by one, straight from the rows: at 10,000 tokens per-row
+	// allocations were a visible share of the list's latency (GC).
+	out := []*Token{}
+	var chunk []Token
+	err := queries.EachToken(ctx, s.Pool, store.ListTokensParams{AllTeams: all, Teams: teams}, func(r *store.TokenRow) error {
+		if len(chunk) == cap(chunk) {
+			chunk = make([]Token, 0, 256)
+		}
+		chunk = chunk[:len(chunk)+1]
+		t := &chunk[len(chunk)-1]
+		fillToken(t, r)
+		out = append(out, t)
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	// One allocation for all the tokens rather than one per token: at
-	// 10,000 tokens the per-row allocations were a visible share of the
-	// list's latency (GC).
-	list := make([]Token, len(rows))
-	out := make([]*Token, len(rows))
-	for i, r := range rows {
-		fillToken(&list[i], (*store.TokenRow)(r))
-		out[i] = &list[i]
 	}
 	return out, nil
 }

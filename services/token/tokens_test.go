@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/tokenmanager/tokenmanager/services/internal/auth"
 	"github.com/tokenmanager/tokenmanager/services/internal/errs"
 	"github.com/tokenmanager/tokenmanager/services/token/keyring"
+	"github.com/tokenmanager/tokenmanager/services/token/store"
 )
 
 func TestTokenLifecycle(t *testing.T) {
@@ -274,4 +276,60 @@ func TestExpiryAndInternalRPCs(t *testing.T) {
 	n, _ = svc.SweepExpired(ctx)
 	require.Equal(t, 1, n)
 	require.Equal(t, 2, count(t, svc.Pool, `SELECT count(*) FROM token.outbox WHERE topic = 'kv' AND key = $1`, "token:"+h)) // create, expiry
+}
+
+// TestEachTokenReadsWhatListTokensReads: the hand-written scan of
+// store.EachToken (the list without collecting rows) gives exactly the rows
+// of the generated ListTokens, for tokens of every kind: expiring, in a
+// grace period, described, revoked (not listed).
+func TestEachTokenReadsWhatListTokensReads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	svc := newService(t)
+	days := int32(3)
+	for i, in := range []NewTokenInput{
+		{Name: "plain", TeamID: "backend-team", Scopes: []string{"*"}},
+		{Name: "expiring", TeamID: "media-team", Scopes: []string{"*"}, ExpiresDays: &days, Description: "d"},
+		{Name: "rotated", TeamID: "backend-team", Scopes: []string{"*"}},
+		{Name: "revoked", TeamID: "backend-team", Scopes: []string{"*"}},
+	} {
+		c, err := svc.CreateToken(ctx, globalAdmin, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i {
+		case 2:
+			if _, err := svc.RotateToken(ctx, globalAdmin, c.ID, ptr(int32(3600))); err != nil {
+				t.Fatal(err)
+			}
+		case 3:
+			if err := svc.DeleteToken(ctx, globalAdmin, c.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	arg := store.ListTokensParams{AllTeams: true}
+	want, err := queries.ListTokens(ctx, svc.Pool, arg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*store.TokenRow
+	if err := queries.EachToken(ctx, svc.Pool, arg, func(r *store.TokenRow) error {
+		c := *r
+		got = append(got, &c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || len(want) != 3 {
+		t.Fatalf("%d rows, ListTokens %d; want 3", len(got), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(*got[i], store.TokenRow(*want[i])) {
+			t.Errorf("row %d:\n EachToken  %+v\n ListTokens %+v", i, *got[i], *want[i])
+		}
+	}
+	if !got[0].InGrace && !got[1].InGrace && !got[2].InGrace {
+		t.Error("no row in a grace period: the rotated token's in_grace was not read")
+	}
 }
