@@ -267,204 +267,224 @@ func TestTokenService(t *testing.T) {
 	// route comes first.
 	r.must(200, "POST", "/api/routes", key, `{"name":"Image service","path":"/api/image","backend_url":"https://image.example.com","tags":["media"],
 		"backend_auth_type":"none","backend_auth_config":null,"backend_auth_secrets":null}`)
-	var tokID, plain string
-	t.Run("create token", func(t *testing.T) {
-		resp := r.must(200, "POST", "/api/tokens", r.user("user_tokdev"),
-			`{"name":"n8n-image-workflow","team_id":"`+tokTeam+`","description":"image pipeline","scopes":["image","tag:media"],"expires_days":90}`)
-		golden(t, "token_create.json", resp, "token")
-		var c struct {
-			ID    json.Number
-			Token string
-		}
-		_ = json.Unmarshal(resp.Body, &c)
-		tokID, plain = c.ID.String(), c.Token
-		if !v3Token.MatchString(plain) {
-			t.Fatalf("token %q is not ntk_ + 32 base62 + 6 checksum characters", plain)
-		}
-		// The contract's KV value (§3.2), written through the outbox.
-		k := "token:" + tokenHash(plain)
-		r.eventually(10*time.Second, k+" never reached KV", func() bool { _, ok := r.kvValue(k); return ok })
-		v, _ := r.kvValue(k)
-		if v["name"] != "n8n-image-workflow" || v["team_id"] != tokTeam || !reflect.DeepEqual(v["scopes"], []any{"image", "tag:media"}) {
-			t.Errorf("KV %s = %v", k, v)
-		}
-		for _, f := range []string{"created_at", "expires_at"} {
-			if s, ok := v[f].(string); !ok || !naiveTime.MatchString(s) {
-				t.Errorf("KV %s.%s = %v, want v2.7's naive ISO-8601 UTC", k, f, v[f])
+	// One lifecycle, step after step on the same token: each step is a
+	// block of this subtest, not a subtest of its own, so no subtest
+	// depends on what another left behind.
+	t.Run("token lifecycle: create, refuse bad scopes, list, update, reveal, rotate, delete", func(t *testing.T) {
+		var tokID, plain string
+		// create token.
+		{
+			resp := r.must(200, "POST", "/api/tokens", r.user("user_tokdev"),
+				`{"name":"n8n-image-workflow","team_id":"`+tokTeam+`","description":"image pipeline","scopes":["image","tag:media"],"expires_days":90}`)
+			golden(t, "token_create.json", resp, "token")
+			var c struct {
+				ID    json.Number
+				Token string
 			}
-		}
-	})
-
-	t.Run("a token without scopes or with an unknown scope is refused", func(t *testing.T) {
-		for body, detail := range map[string]string{
-			`{"name":"n","team_id":"` + tokTeam + `"}`:                              `{"detail":"scopes must have at least one entry"}`,
-			`{"name":"n","team_id":"` + tokTeam + `","scopes":null}`:                `{"detail":"scopes must have at least one entry"}`,
-			`{"name":"n","team_id":"` + tokTeam + `","scopes":[]}`:                  `{"detail":"scopes must have at least one entry"}`,
-			`{"name":"n","team_id":"` + tokTeam + `","scopes":["image","imagen"]}`:  `Unknown scope \"imagen\"`,
-			`{"name":"n","team_id":"` + tokTeam + `","scopes":["*","tag:nomedia"]}`: `Unknown scope \"tag:nomedia\"`,
-		} {
-			resp := r.must(400, "POST", "/api/tokens", r.user("user_tokdev"), body)
-			if !strings.Contains(string(resp.Body), detail) {
-				t.Errorf("%s: %s, want a detail with %s", body, resp.Body, detail)
+			_ = json.Unmarshal(resp.Body, &c)
+			tokID, plain = c.ID.String(), c.Token
+			if !v3Token.MatchString(plain) {
+				t.Fatalf("token %q is not ntk_ + 32 base62 + 6 checksum characters", plain)
 			}
-		}
-		resp := r.must(400, "PUT", "/api/tokens/"+tokID, r.user("user_tokmgr"), `{"scopes":["imagen"]}`)
-		if !strings.Contains(string(resp.Body), `Unknown scope \"imagen\"`) {
-			t.Errorf("PUT unknown scope: %s", resp.Body)
-		}
-	})
-
-	t.Run("create token that never expires", func(t *testing.T) {
-		resp := r.must(200, "POST", "/api/tokens", r.user("user_tokdev"), `{"name":"forever","team_id":"`+tokTeam+`","scopes":["*"],"expires_days":null}`)
-		golden(t, "token_create_never_expires.json", resp, "token")
-		var c struct{ Token string }
-		_ = json.Unmarshal(resp.Body, &c)
-		k := "token:" + tokenHash(c.Token)
-		r.eventually(10*time.Second, k+" never reached KV", func() bool { _, ok := r.kvValue(k); return ok })
-		v, _ := r.kvValue(k)
-		if ev, ok := v["expires_at"]; !ok || ev != nil {
-			t.Errorf("KV %s.expires_at = %v, want null", k, ev)
-		}
-		if !reflect.DeepEqual(v["scopes"], []any{"*"}) {
-			t.Errorf("KV %s.scopes = %v, want [\"*\"]", k, v["scopes"])
-		}
-	})
-
-	t.Run("list tokens", func(t *testing.T) {
-		resp := r.must(200, "GET", "/api/tokens", key, "")
-		golden(t, "tokens_list.json", resp, "token_preview")
-		if !strings.HasPrefix(string(resp.Body), "[") {
-			t.Errorf("not a bare array: %s", resp.Body)
-		}
-		if strings.Contains(string(resp.Body), plain) {
-			t.Error("the list contains a plaintext")
-		}
-	})
-
-	t.Run("update token", func(t *testing.T) {
-		resp := r.must(200, "PUT", "/api/tokens/"+tokID, r.user("user_tokmgr"), `{"name":"n8n-image-v2","description":"images","scopes":["image"]}`)
-		golden(t, "token_update.json", resp, "token_preview")
-		k := "token:" + tokenHash(plain)
-		r.eventually(10*time.Second, "KV did not take the new scopes", func() bool {
+			// The contract's KV value (§3.2), written through the outbox.
+			k := "token:" + tokenHash(plain)
+			r.eventually(10*time.Second, k+" never reached KV", func() bool { _, ok := r.kvValue(k); return ok })
 			v, _ := r.kvValue(k)
-			return v["name"] == "n8n-image-v2" && reflect.DeepEqual(v["scopes"], []any{"image"})
-		})
-	})
-
-	t.Run("reveal token", func(t *testing.T) {
-		resp := r.must(200, "GET", "/api/tokens/"+tokID+"/reveal", key, "")
-		golden(t, "token_reveal.json", resp, "token")
-		var b struct{ Token string }
-		_ = json.Unmarshal(resp.Body, &b)
-		if b.Token != plain {
-			t.Errorf("revealed %q, want the created token", b.Token)
-		}
-	})
-
-	var rotated string
-	t.Run("rotate token", func(t *testing.T) {
-		resp := r.must(200, "POST", "/api/tokens/"+tokID+"/rotate", r.user("user_tokmgr"), `{"grace_period_seconds":3600}`)
-		golden(t, "token_rotate.json", resp, "token")
-		var b struct{ Token string }
-		_ = json.Unmarshal(resp.Body, &b)
-		rotated = b.Token
-		if !v3Token.MatchString(rotated) || rotated == plain {
-			t.Fatalf("rotated token %q", rotated)
-		}
-		// Both secrets work at the edge during the grace period.
-		oldKey, newKey := "token:"+tokenHash(plain), "token:"+tokenHash(rotated)
-		r.eventually(10*time.Second, "both secrets in KV after rotation", func() bool {
-			o, ok1 := r.kvValue(oldKey)
-			n, ok2 := r.kvValue(newKey)
-			return ok1 && ok2 && o["previous_secret"] == true && n["name"] == "n8n-image-v2"
-		})
-		list := r.must(200, "GET", "/api/tokens", key, "")
-		golden(t, "tokens_list_rotated.json", list, "token_preview")
-		var toks []struct {
-			ID                  json.Number
-			RotationGraceEndsAt *string `json:"rotation_grace_ends_at"`
-		}
-		_ = json.Unmarshal(list.Body, &toks)
-		for _, tk := range toks {
-			if tk.ID.String() == tokID && tk.RotationGraceEndsAt == nil {
-				t.Errorf("rotated token lists no rotation_grace_ends_at: %s", list.Body)
+			if v["name"] != "n8n-image-workflow" || v["team_id"] != tokTeam || !reflect.DeepEqual(v["scopes"], []any{"image", "tag:media"}) {
+				t.Errorf("KV %s = %v", k, v)
+			}
+			for _, f := range []string{"created_at", "expires_at"} {
+				if s, ok := v[f].(string); !ok || !naiveTime.MatchString(s) {
+					t.Errorf("KV %s.%s = %v, want v2.7's naive ISO-8601 UTC", k, f, v[f])
+				}
 			}
 		}
-		rv := r.must(200, "GET", "/api/tokens/"+tokID+"/reveal", key, "")
-		if !strings.Contains(string(rv.Body), rotated) {
-			t.Errorf("reveal after rotation does not show the new secret")
-		}
-	})
 
-	t.Run("delete token", func(t *testing.T) {
-		resp := r.must(200, "DELETE", "/api/tokens/"+tokID, r.user("user_tokmgr"), "")
-		golden(t, "token_delete.json", resp)
-		for _, s := range []string{plain, rotated} {
-			k := "token:" + tokenHash(s)
-			r.eventually(10*time.Second, k+" still in KV after revoke", func() bool { _, ok := r.kvValue(k); return !ok })
+		// a token without scopes or with an unknown scope is refused.
+		{
+			for body, detail := range map[string]string{
+				`{"name":"n","team_id":"` + tokTeam + `"}`:                              `{"detail":"scopes must have at least one entry"}`,
+				`{"name":"n","team_id":"` + tokTeam + `","scopes":null}`:                `{"detail":"scopes must have at least one entry"}`,
+				`{"name":"n","team_id":"` + tokTeam + `","scopes":[]}`:                  `{"detail":"scopes must have at least one entry"}`,
+				`{"name":"n","team_id":"` + tokTeam + `","scopes":["image","imagen"]}`:  `Unknown scope \"imagen\"`,
+				`{"name":"n","team_id":"` + tokTeam + `","scopes":["*","tag:nomedia"]}`: `Unknown scope \"tag:nomedia\"`,
+			} {
+				resp := r.must(400, "POST", "/api/tokens", r.user("user_tokdev"), body)
+				if !strings.Contains(string(resp.Body), detail) {
+					t.Errorf("%s: %s, want a detail with %s", body, resp.Body, detail)
+				}
+			}
+			resp := r.must(400, "PUT", "/api/tokens/"+tokID, r.user("user_tokmgr"), `{"scopes":["imagen"]}`)
+			if !strings.Contains(string(resp.Body), `Unknown scope \"imagen\"`) {
+				t.Errorf("PUT unknown scope: %s", resp.Body)
+			}
 		}
-		if strings.Contains(string(r.must(200, "GET", "/api/tokens", key, "").Body), `"id":`+tokID+",") {
-			t.Error("a revoked token is still listed")
+
+		// create token that never expires.
+		{
+			resp := r.must(200, "POST", "/api/tokens", r.user("user_tokdev"), `{"name":"forever","team_id":"`+tokTeam+`","scopes":["*"],"expires_days":null}`)
+			golden(t, "token_create_never_expires.json", resp, "token")
+			var c struct{ Token string }
+			_ = json.Unmarshal(resp.Body, &c)
+			k := "token:" + tokenHash(c.Token)
+			r.eventually(10*time.Second, k+" never reached KV", func() bool { _, ok := r.kvValue(k); return ok })
+			v, _ := r.kvValue(k)
+			if ev, ok := v["expires_at"]; !ok || ev != nil {
+				t.Errorf("KV %s.expires_at = %v, want null", k, ev)
+			}
+			if !reflect.DeepEqual(v["scopes"], []any{"*"}) {
+				t.Errorf("KV %s.scopes = %v, want [\"*\"]", k, v["scopes"])
+			}
+		}
+
+		// list tokens.
+		{
+			resp := r.must(200, "GET", "/api/tokens", key, "")
+			golden(t, "tokens_list.json", resp, "token_preview")
+			if !strings.HasPrefix(string(resp.Body), "[") {
+				t.Errorf("not a bare array: %s", resp.Body)
+			}
+			if strings.Contains(string(resp.Body), plain) {
+				t.Error("the list contains a plaintext")
+			}
+		}
+
+		// update token.
+		{
+			resp := r.must(200, "PUT", "/api/tokens/"+tokID, r.user("user_tokmgr"), `{"name":"n8n-image-v2","description":"images","scopes":["image"]}`)
+			golden(t, "token_update.json", resp, "token_preview")
+			k := "token:" + tokenHash(plain)
+			r.eventually(10*time.Second, "KV did not take the new scopes", func() bool {
+				v, _ := r.kvValue(k)
+				return v["name"] == "n8n-image-v2" && reflect.DeepEqual(v["scopes"], []any{"image"})
+			})
+		}
+
+		// reveal token.
+		{
+			resp := r.must(200, "GET", "/api/tokens/"+tokID+"/reveal", key, "")
+			golden(t, "token_reveal.json", resp, "token")
+			var b struct{ Token string }
+			_ = json.Unmarshal(resp.Body, &b)
+			if b.Token != plain {
+				t.Errorf("revealed %q, want the created token", b.Token)
+			}
+		}
+
+		var rotated string
+		// rotate token.
+		{
+			resp := r.must(200, "POST", "/api/tokens/"+tokID+"/rotate", r.user("user_tokmgr"), `{"grace_period_seconds":3600}`)
+			golden(t, "token_rotate.json", resp, "token")
+			var b struct{ Token string }
+			_ = json.Unmarshal(resp.Body, &b)
+			rotated = b.Token
+			if !v3Token.MatchString(rotated) || rotated == plain {
+				t.Fatalf("rotated token %q", rotated)
+			}
+			// Both secrets work at the edge during the grace period.
+			oldKey, newKey := "token:"+tokenHash(plain), "token:"+tokenHash(rotated)
+			r.eventually(10*time.Second, "both secrets in KV after rotation", func() bool {
+				o, ok1 := r.kvValue(oldKey)
+				n, ok2 := r.kvValue(newKey)
+				return ok1 && ok2 && o["previous_secret"] == true && n["name"] == "n8n-image-v2"
+			})
+			list := r.must(200, "GET", "/api/tokens", key, "")
+			golden(t, "tokens_list_rotated.json", list, "token_preview")
+			var toks []struct {
+				ID                  json.Number
+				RotationGraceEndsAt *string `json:"rotation_grace_ends_at"`
+			}
+			_ = json.Unmarshal(list.Body, &toks)
+			for _, tk := range toks {
+				if tk.ID.String() == tokID && tk.RotationGraceEndsAt == nil {
+					t.Errorf("rotated token lists no rotation_grace_ends_at: %s", list.Body)
+				}
+			}
+			rv := r.must(200, "GET", "/api/tokens/"+tokID+"/reveal", key, "")
+			if !strings.Contains(string(rv.Body), rotated) {
+				t.Errorf("reveal after rotation does not show the new secret")
+			}
+		}
+
+		// delete token.
+		{
+			resp := r.must(200, "DELETE", "/api/tokens/"+tokID, r.user("user_tokmgr"), "")
+			golden(t, "token_delete.json", resp)
+			for _, s := range []string{plain, rotated} {
+				k := "token:" + tokenHash(s)
+				r.eventually(10*time.Second, k+" still in KV after revoke", func() bool { _, ok := r.kvValue(k); return !ok })
+			}
+			if strings.Contains(string(r.must(200, "GET", "/api/tokens", key, "").Body), `"id":`+tokID+",") {
+				t.Error("a revoked token is still listed")
+			}
 		}
 	})
 
 	// --- Routes.
-	var routeID string
-	t.Run("create route", func(t *testing.T) {
-		resp := r.must(200, "POST", "/api/routes", key, `{"name":"OpenAI","path":"/api/openai","backend_url":"https://api.openai.com/v1",
+	t.Run("route lifecycle: create, list, update, tags, delete", func(t *testing.T) {
+		var routeID string
+		// create route.
+		{
+			resp := r.must(200, "POST", "/api/routes", key, `{"name":"OpenAI","path":"/api/openai","backend_url":"https://api.openai.com/v1",
 			"description":"OpenAI proxy","tags":["ai","external"],"backend_auth_type":"bearer",
 			"backend_auth_config":{"token_ref":"OPENAI_API_KEY"},"backend_auth_secrets":{"OPENAI_API_KEY":"sk-proj-e2e-secret"}}`)
-		golden(t, "route_create.json", resp)
-		routeID = idOf(t, resp.Body)
-		if strings.Contains(string(resp.Body), "sk-proj-e2e-secret") {
-			t.Error("the response contains the secret value")
-		}
-		r.must(200, "POST", "/api/routes", key, `{"name":"Internal","path":"/api/intern","backend_url":"http://internal.example.com:8080/base",
+			golden(t, "route_create.json", resp)
+			routeID = idOf(t, resp.Body)
+			if strings.Contains(string(resp.Body), "sk-proj-e2e-secret") {
+				t.Error("the response contains the secret value")
+			}
+			r.must(200, "POST", "/api/routes", key, `{"name":"Internal","path":"/api/intern","backend_url":"http://internal.example.com:8080/base",
 			"backend_auth_type":"api-key","backend_auth_config":{"key_ref":"INTERNAL_KEY","header_name":"X-Internal-Key"},"backend_auth_secrets":{"INTERNAL_KEY":"ik-1"}}`)
-		r.must(200, "POST", "/api/routes", key, `{"name":"Legacy","path":"/api/legacy","backend_url":"https://svc.example.com","tags":["media","old"],
+			r.must(200, "POST", "/api/routes", key, `{"name":"Legacy","path":"/api/legacy","backend_url":"https://svc.example.com","tags":["media","old"],
 			"backend_auth_type":"basic","backend_auth_config":{"username_ref":"SVC_USER","password_ref":"SVC_PASS"},"backend_auth_secrets":{"SVC_USER":"u","SVC_PASS":"p"}}`)
-		// KV holds the secret under its route's path, and the routes map
-		// names it so; the REST shape keeps the author's name (golden).
-		r.eventually(10*time.Second, "secret:/api/openai#OPENAI_API_KEY not in KV", func() bool {
-			v, ok := r.kvValue("secret:/api/openai#OPENAI_API_KEY")
-			return ok && reflect.DeepEqual(v, map[string]any{"value": "sk-proj-e2e-secret"})
-		})
-		r.routesMatch()
-	})
-
-	t.Run("list routes", func(t *testing.T) {
-		resp := r.must(200, "GET", "/api/routes", r.user("user_tokdev"), "")
-		golden(t, "routes_list.json", resp)
-		if !strings.HasPrefix(string(resp.Body), "[") {
-			t.Errorf("not a bare array: %s", resp.Body)
+			// KV holds the secret under its route's path, and the routes map
+			// names it so; the REST shape keeps the author's name (golden).
+			r.eventually(10*time.Second, "secret:/api/openai#OPENAI_API_KEY not in KV", func() bool {
+				v, ok := r.kvValue("secret:/api/openai#OPENAI_API_KEY")
+				return ok && reflect.DeepEqual(v, map[string]any{"value": "sk-proj-e2e-secret"})
+			})
+			r.routesMatch()
 		}
-	})
 
-	t.Run("update route", func(t *testing.T) {
-		// Renaming the reference drops the old secret from KV.
-		resp := r.must(200, "PUT", "/api/routes/"+routeID, key, `{"name":"OpenAI v2","backend_url":"https://api.openai.com/v2","tags":["ai"],
+		// list routes.
+		{
+			resp := r.must(200, "GET", "/api/routes", r.user("user_tokdev"), "")
+			golden(t, "routes_list.json", resp)
+			if !strings.HasPrefix(string(resp.Body), "[") {
+				t.Errorf("not a bare array: %s", resp.Body)
+			}
+		}
+
+		// update route.
+		{
+			// Renaming the reference drops the old secret from KV.
+			resp := r.must(200, "PUT", "/api/routes/"+routeID, key, `{"name":"OpenAI v2","backend_url":"https://api.openai.com/v2","tags":["ai"],
 			"backend_auth_config":{"token_ref":"OPENAI_KEY_2"},"backend_auth_secrets":{"OPENAI_KEY_2":"sk-proj-2"}}`)
-		golden(t, "route_update.json", resp)
-		r.eventually(10*time.Second, "renamed secret not synced", func() bool {
-			_, old := r.kvValue("secret:/api/openai#OPENAI_API_KEY")
-			v, ok := r.kvValue("secret:/api/openai#OPENAI_KEY_2")
-			return !old && ok && v["value"] == "sk-proj-2"
-		})
-		r.routesMatch()
-	})
+			golden(t, "route_update.json", resp)
+			r.eventually(10*time.Second, "renamed secret not synced", func() bool {
+				_, old := r.kvValue("secret:/api/openai#OPENAI_API_KEY")
+				v, ok := r.kvValue("secret:/api/openai#OPENAI_KEY_2")
+				return !old && ok && v["value"] == "sk-proj-2"
+			})
+			r.routesMatch()
+		}
 
-	t.Run("route tags", func(t *testing.T) {
-		golden(t, "route_tags.json", r.must(200, "GET", "/api/routes/tags", r.user("user_tokdev"), ""))
-	})
+		// route tags.
+		{
+			golden(t, "route_tags.json", r.must(200, "GET", "/api/routes/tags", r.user("user_tokdev"), ""))
+		}
 
-	t.Run("delete route", func(t *testing.T) {
-		resp := r.must(200, "DELETE", "/api/routes/"+routeID, key, "")
-		golden(t, "route_delete.json", resp)
-		r.eventually(10*time.Second, "secret:/api/openai#OPENAI_KEY_2 still in KV after its route was deleted", func() bool {
-			_, ok := r.kvValue("secret:/api/openai#OPENAI_KEY_2")
-			return !ok
-		})
-		r.routesMatch()
+		// delete route.
+		{
+			resp := r.must(200, "DELETE", "/api/routes/"+routeID, key, "")
+			golden(t, "route_delete.json", resp)
+			r.eventually(10*time.Second, "secret:/api/openai#OPENAI_KEY_2 still in KV after its route was deleted", func() bool {
+				_, ok := r.kvValue("secret:/api/openai#OPENAI_KEY_2")
+				return !ok
+			})
+			r.routesMatch()
+		}
 	})
 
 	t.Run("v2.7 Fernet ciphertext reveals", func(t *testing.T) {
@@ -532,7 +552,7 @@ func TestTokenService(t *testing.T) {
 
 	t.Run("bad input changes nothing", func(t *testing.T) { r.badInput(t) })
 
-	t.Run("revocation survives a failing Cloudflare", func(t *testing.T) {
+	t.Run("revocation survives a failing Cloudflare, and health reports the failures", func(t *testing.T) {
 		resp := r.must(200, "POST", "/api/tokens", key, `{"name":"doomed","team_id":"`+tokTeam+`","scopes":["*"]}`)
 		var c struct{ Token string }
 		_ = json.Unmarshal(resp.Body, &c)
@@ -568,10 +588,9 @@ func TestTokenService(t *testing.T) {
 		}
 		r.fake.SetFaults(nil)
 		r.eventually(15*time.Second, k+" still in KV 15 s after Cloudflare healed", func() bool { _, ok := r.kvValue(k); return !ok })
-	})
 
-	t.Run("health reports the sync state", func(t *testing.T) {
-		// After the faults: failures counted, but delivering again, so healthy.
+		// Then health reports the sync state: failures counted, but
+		// delivering again, so healthy.
 		var body struct {
 			Checks map[string]struct {
 				Status, Message string
@@ -586,6 +605,7 @@ func TestTokenService(t *testing.T) {
 			kv := body.Checks["cloudflare_kv"]
 			return kv.Status == "healthy" && kv.Details["outbox_depth"] == "0" && kv.Details["last_reconcile_at"] != ""
 		})
+
 		d := body.Checks["cloudflare_kv"].Details
 		if d["delivery_failures"] == "0" || d["last_error"] != "" {
 			t.Errorf("details after healed faults: %v", d)
