@@ -71,11 +71,6 @@ func auditEvents(t *testing.T) []*auditv1.AuditEvent {
 
 func TestAuditTrail(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	// A viewer of the audit team, and a member of another team only.
 	s.sql(t,
 		`INSERT INTO team.teams (id, name) VALUES ('`+auditTeam+`', 'E2E Audit'), ('e2e-other', 'Other')`,

@@ -309,11 +309,6 @@ func TestAuthzMatrix(t *testing.T) {
 	}
 
 	s := startStack(t, withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret))
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	w := setUpMatrix(t, s)
 
 	probe := os.Getenv("MATRIX_PROBE") != ""

@@ -26,11 +26,6 @@ import (
 // credential (anonymous is 401, README "Compatibility with v2.7").
 func TestDashboardCalls(t *testing.T) {
 	s := startStack(t, withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret))
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	const (
 		admin  = "user_dash_admin"
 		member = "user_dash_member"

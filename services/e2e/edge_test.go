@@ -289,12 +289,7 @@ func TestEdge(t *testing.T) {
 		// The v2.7-letter Worker posts unsigned single events.
 		withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret, "USAGE_ALLOW_UNSIGNED=true", "USAGE_LAST_USED_INTERVAL=200ms"))
 	e := &edgeRig{tokRig: &tokRig{stack: s, t: t}, lc: lc, up: startUpstream(t)}
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-		e.report(t)
-	}()
+	defer e.report(t)
 	key := s.adminKey
 
 	// The people: a team, and its ADMIN who makes the token changes (routes

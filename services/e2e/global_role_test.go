@@ -20,11 +20,6 @@ import (
 // the user's e-mail as name and the actor as created_by/deleted_by.
 func TestGlobalRoleREST(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	seedPeople(s)
 	s.exec(t, `INSERT INTO team.global_roles (user_id, role) VALUES ('user_root', 'ADMIN')`)
 	root := func() string { return s.clerk.SessionToken(t, "user_root") }
@@ -198,11 +193,6 @@ func TestGlobalRoleREST(t *testing.T) {
 // time; the other gets 409 and there is always one global ADMIN left.
 func TestGlobalRoleRevokeRace(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	for _, u := range []authtest.FakeUser{{ID: "user_a", Email: "a@example.com"}, {ID: "user_b", Email: "b@example.com"}} {
 		s.clerk.AddUser(u)
 	}

@@ -15,11 +15,6 @@ import (
 // by the running team service, and take effect in the REST API at once.
 func TestGlobalAdminCommand(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	s.clerk.AddUser(authtest.FakeUser{ID: "user_first", Email: "first@example.com"})
 	s.clerk.AddUser(authtest.FakeUser{ID: "user_second", Email: "second@example.com"})
 	run := func(args ...string) (string, string, int) {

@@ -14,11 +14,6 @@ import (
 // neither be re-created nor get a new token.
 func TestOrphanedTokensCommand(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	key := s.adminKey
 	s.teamMust(t, 200, "POST", "/api/teams", key, `{"id":"gone-team","name":"Gone"}`)
 	s.teamMust(t, 200, "POST", "/api/teams", key, `{"id":"live-team","name":"Live"}`)

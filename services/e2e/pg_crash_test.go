@@ -169,7 +169,6 @@ func TestPostgresCrashRestart(t *testing.T) {
 	s := startStack(t, withDatabaseURL(pg.url), withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret))
 	defer func() {
 		if t.Failed() {
-			s.dumpLogs()
 			log, _ := os.ReadFile(pg.logFile)
 			t.Logf("---- postgres ----\n%s", log)
 		}

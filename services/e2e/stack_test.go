@@ -121,6 +121,13 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		o(sc)
 	}
 	s := &stack{t: t, clerk: authtest.NewClerk(t), adminKey: auth.NewAdminKey(), procs: map[string]*process{}, metrics: map[string]string{}}
+	// A failed test shows what every process logged (registered before the
+	// processes' own cleanups, so it runs after them: the logs are complete).
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.dumpLogs()
+		}
+	})
 	dbURL := sc.dbURL
 	if dbURL == "" {
 		dbURL = dbtest.NewDatabase(t)
@@ -191,13 +198,11 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			select {
 			case err := <-p.done:
 				p.done <- err
-				s.dumpLogs()
 				t.Fatalf("%s exited during start-up: %v", name, err)
 			default:
 			}
 		}
 		if time.Now().After(deadline) {
-			s.dumpLogs()
 			t.Fatalf("stack not healthy after %v; last /health/detailed: %s", startup, last)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -362,11 +367,6 @@ func detail(t *testing.T, r response) string {
 
 func TestStack(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 
 	t.Run("health", func(t *testing.T) {
 		r := s.do("GET", "/health", "", nil)

@@ -18,11 +18,6 @@ import (
 // deleted id can be taken by a new team, so nobody inherits what it left.
 func TestTeamDeleteRacesTokenCreate(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	const rounds = 200
 	key := s.adminKey
 	var deleted, kept []string

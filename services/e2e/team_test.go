@@ -64,11 +64,6 @@ func seedPeople(s *stack) {
 
 func TestTeamREST(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	seedPeople(s)
 	// user_root is a global ADMIN (no API grants that: it is set in
 	// PostgreSQL, or imported from Clerk once).
@@ -195,11 +190,6 @@ func TestTeamREST(t *testing.T) {
 
 func TestTeamRESTBadInput(t *testing.T) {
 	s := startStack(t)
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	seedPeople(s)
 	key := s.adminKey
 	s.teamMust(t, 200, "POST", "/api/teams", key, `{"id":"backend-team","name":"Backend Team"}`)

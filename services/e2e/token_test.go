@@ -65,11 +65,6 @@ func startTokenStack(t *testing.T) *tokRig {
 	// A short retry cap so that a healed Cloudflare is caught up with quickly.
 	s := startStack(t, withEnv("token", append(cf, "TM_KV_RETRY_MAX_BACKOFF=1s")...), withEnv("health", cf...))
 	r := &tokRig{stack: s, t: t, fake: fake}
-	t.Cleanup(func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	})
 	return r
 }
 

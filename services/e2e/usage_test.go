@@ -142,11 +142,6 @@ func TestUsage(t *testing.T) {
 	})
 	s := startStack(t, withEnv("usage", "TM_TOKEN_ADDR="+doubles, "TM_AUDIT_ADDR="+doubles,
 		"USAGE_INGEST_SECRET="+e2eIngestSecret, "USAGE_LAST_USED_INTERVAL=200ms"))
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	s.exec(t, `INSERT INTO team.teams (id, name) VALUES ('backend-team', 'Backend Team')`)
 	s.exec(t, `INSERT INTO team.memberships (user_id, team_id, role) VALUES
 		('user_core_manager', 'core-team', 'MANAGER'), ('user_core_viewer', 'core-team', 'VIEWER'),
@@ -312,11 +307,6 @@ func TestUsage(t *testing.T) {
 // nothing, and the dashboards still answer, naming what was unavailable.
 func TestUsageAgainstRealServices(t *testing.T) {
 	s := startStack(t, withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret))
-	defer func() {
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	}()
 	body, _ := json.Marshal(map[string]any{"token_hash": e2eHash("x"), "timestamp": time.Now().UnixMilli()})
 	r := s.postUsage(body, e2eIngestSecret)
 	switch r.Status {
