@@ -20,6 +20,15 @@ const routesKey = "routes"
 
 func tokenKey(hash string) string { return "token:" + hash }
 
+// tokenKeys are the token:<hash> keys of hashes.
+func tokenKeys(hashes []string) []string {
+	keys := make([]string, len(hashes))
+	for i, h := range hashes {
+		keys[i] = tokenKey(h)
+	}
+	return keys
+}
+
 // routeSecretRef is the name under which route path's secret name is
 // published: what the routes map's *_ref fields say and what follows
 // "secret:" in its KV key. A route's secrets are its own: the name carries

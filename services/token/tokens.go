@@ -276,11 +276,6 @@ func liveToken(ctx context.Context, q db.DBTX, id int64, lock bool) (*Token, err
 	return tokenOf(row), nil
 }
 
-// liveHashes are the hashes of a token whose KV entries may exist.
-func liveHashes(ctx context.Context, q db.DBTX, tokenID int64) ([]string, error) {
-	return queries.LiveHashes(ctx, q, tokenID)
-}
-
 // TokenPatch is an update; nil fields stay as they are.
 type TokenPatch struct {
 	Name, Description *string
@@ -348,7 +343,7 @@ func (s *Service) UpdateToken(ctx context.Context, p *auth.Principal, id int64, 
 			return err
 		}
 		if kvChanged {
-			hashes, err := liveHashes(ctx, tx, id)
+			hashes, err := queries.LiveHashes(ctx, tx, id) // every secret whose KV entry may exist
 			if err != nil {
 				return err
 			}
@@ -380,7 +375,11 @@ func (s *Service) DeleteToken(ctx context.Context, p *auth.Principal, id int64) 
 		if err := queries.RevokeToken(ctx, tx, store.RevokeTokenParams{ID: id, RevokedBy: &p.ID}); err != nil {
 			return err
 		}
-		if err := enqueueRemoved(ctx, tx)(queries.RemoveTokenSecretsFromKV(ctx, tx, id)); err != nil {
+		removed, err := queries.RemoveTokenSecretsFromKV(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := enqueueTokenKeys(ctx, tx, removed); err != nil {
 			return err
 		}
 		return auditlog.Record(ctx, tx, schema, auditlog.Change{Action: "delete", EntityType: "token",
@@ -409,25 +408,9 @@ func (s *Service) tokenTeamName(ctx context.Context, id int64) string {
 	return s.teamNameOf(ctx, team)
 }
 
-// enqueueRemoved enqueues, in tx, the KV deletes of the secrets a query
-// just marked as removed from KV (their hashes):
-// enqueueRemoved(ctx, tx)(queries.RemoveX(ctx, tx, …)).
-func enqueueRemoved(ctx context.Context, tx db.DBTX) func(hashes []string, err error) error {
-	return func(hashes []string, err error) error {
-		if err != nil {
-			return err
-		}
-		return enqueueTokenKeys(ctx, tx, hashes)
-	}
-}
-
 // enqueueTokenKeys enqueues the KV sync of the token:<hash> keys of hashes.
 func enqueueTokenKeys(ctx context.Context, tx db.DBTX, hashes []string) error {
-	keys := make([]string, len(hashes))
-	for i, h := range hashes {
-		keys[i] = tokenKey(h)
-	}
-	return enqueueKV(ctx, tx, keys...)
+	return enqueueKV(ctx, tx, tokenKeys(hashes)...)
 }
 
 // RevealToken returns the plaintext of a token's current secret, audited.
@@ -492,13 +475,13 @@ func (s *Service) RotateToken(ctx context.Context, p *auth.Principal, id int64, 
 			return err
 		}
 		keys := make([]string, 0, len(changed)+1)
-		for _, h := range changed {
-			keys = append(keys, tokenKey(h)) // new expires_at in KV, or removal
-		}
+		keys = append(keys, tokenKeys(changed)...) // new expires_at in KV, or removal
 		if grace == 0 {
-			if err := enqueueRemoved(ctx, tx)(queries.RemoveEndedSecretsFromKV(ctx, tx, store.RemoveEndedSecretsFromKVParams{TokenID: id, At: &now})); err != nil {
+			ended, err := queries.RemoveEndedSecretsFromKV(ctx, tx, store.RemoveEndedSecretsFromKVParams{TokenID: id, At: &now})
+			if err != nil {
 				return err
 			}
+			keys = append(keys, tokenKeys(ended)...)
 		}
 		plain := NewToken()
 		hash := HashToken(plain)
@@ -593,7 +576,11 @@ func (s *Service) RevokeOrphanedTeam(ctx context.Context, p *auth.Principal, tea
 			return err
 		}
 		for _, r := range revoked {
-			if err := enqueueRemoved(ctx, tx)(queries.RemoveTokenSecretsFromKV(ctx, tx, r.ID)); err != nil {
+			removed, err := queries.RemoveTokenSecretsFromKV(ctx, tx, r.ID)
+			if err != nil {
+				return err
+			}
+			if err := enqueueTokenKeys(ctx, tx, removed); err != nil {
 				return err
 			}
 			details := tokenDetails(&Token{Name: r.Name, TeamID: team}, "")
