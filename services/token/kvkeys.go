@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"strings"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/db"
 	"github.com/tokenmanager/tokenmanager/services/internal/outbox"
@@ -36,6 +37,16 @@ func tokenKeys(hashes []string) []string {
 // appear in neither a path nor a secret name, so the split is unambiguous.
 // The Worker resolves a reference only when it carries its route's path.
 func routeSecretRef(path, name string) string { return path + "#" + name }
+
+// splitRouteSecretRef is the path and name of a routeSecretRef; ok is false
+// for anything else.
+func splitRouteSecretRef(ref string) (path, name string, ok bool) {
+	i := strings.LastIndexByte(ref, '#')
+	if i <= 0 || i == len(ref)-1 {
+		return "", "", false
+	}
+	return ref[:i], ref[i+1:], true
+}
 
 // routeSecretKey is the KV key of route path's secret name.
 func routeSecretKey(path, name string) string { return "secret:" + routeSecretRef(path, name) }

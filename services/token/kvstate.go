@@ -87,13 +87,27 @@ func (src KVSource) tokens(ctx context.Context, q db.DBTX, hashes []string, out 
 }
 
 // secrets adds the secrets whose reference (routeSecretRef) is in refs, or
-// all of them when refs is nil.
+// all of them when refs is nil. A reference that is not a route's (a
+// pre-0005 secret:<name>) has no value: its key is deleted.
 func (src KVSource) secrets(ctx context.Context, q db.DBTX, refs []string, out map[string][]byte) error {
-	rows, err := queries.RouteSecrets(ctx, q, refs)
+	var paths []string
+	wanted := map[string]bool{}
+	if refs != nil {
+		paths = []string{}
+		for _, ref := range refs {
+			if path, _, ok := splitRouteSecretRef(ref); ok {
+				paths, wanted[ref] = append(paths, path), true
+			}
+		}
+	}
+	rows, err := queries.RouteSecrets(ctx, q, paths)
 	if err != nil {
 		return err
 	}
 	for _, x := range rows {
+		if refs != nil && !wanted[routeSecretRef(x.Path, x.Name)] {
+			continue
+		}
 		key := routeSecretKey(x.Path, x.Name)
 		pt, err := src.Ring.Open(x.Ciphertext, sealedAs(x.Path, x.Name, x.SealedAsLegacy))
 		if err != nil {

@@ -216,7 +216,7 @@ func (q *Queries) PutRouteSecret(ctx context.Context, db DBTX, arg PutRouteSecre
 const routeSecrets = `-- name: RouteSecrets :many
 SELECT r.path, s.name, s.ciphertext, s.sealed_as_legacy
 FROM token.route_secrets s JOIN token.routes r ON r.id = s.route_id
-WHERE $1::text[] IS NULL OR r.path || '#' || s.name = ANY($1::text[])
+WHERE $1::text[] IS NULL OR r.path = ANY($1::text[])
 `
 
 type RouteSecretsRow struct {
@@ -226,9 +226,9 @@ type RouteSecretsRow struct {
 	SealedAsLegacy bool
 }
 
-// The secrets whose reference (<path>#<name>) is in refs; all when refs is null.
-func (q *Queries) RouteSecrets(ctx context.Context, db DBTX, refs []string) ([]*RouteSecretsRow, error) {
-	rows, err := db.Query(ctx, routeSecrets, refs)
+// The secrets of the routes with the given paths; all when paths is null.
+func (q *Queries) RouteSecrets(ctx context.Context, db DBTX, paths []string) ([]*RouteSecretsRow, error) {
+	rows, err := db.Query(ctx, routeSecrets, paths)
 	if err != nil {
 		return nil, err
 	}

@@ -36,10 +36,10 @@ DELETE FROM token.route_secrets WHERE route_id = @route_id AND NOT (name = ANY(@
 RETURNING name;
 
 -- name: RouteSecrets :many
--- The secrets whose reference (<path>#<name>) is in refs; all when refs is null.
+-- The secrets of the routes with the given paths; all when paths is null.
 SELECT r.path, s.name, s.ciphertext, s.sealed_as_legacy
 FROM token.route_secrets s JOIN token.routes r ON r.id = s.route_id
-WHERE sqlc.narg(refs)::text[] IS NULL OR r.path || '#' || s.name = ANY(sqlc.narg(refs)::text[]);
+WHERE sqlc.narg(paths)::text[] IS NULL OR r.path = ANY(sqlc.narg(paths)::text[]);
 
 -- name: RouteTable :many
 -- The routing table as KV publishes it.
