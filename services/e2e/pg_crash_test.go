@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,91 +19,26 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokenmanager/tokenmanager/services/internal/auth/authtest"
-	"github.com/tokenmanager/tokenmanager/services/internal/testnet"
+	"github.com/tokenmanager/tokenmanager/services/internal/dbtest"
 	"github.com/tokenmanager/tokenmanager/services/usage"
 )
 
-// privatePostgres is a PostgreSQL server this test owns, so that it may
-// crash it: initdb and pg_ctl run as the postgres user when the test runs
-// as root (they refuse to run as root).
-type privatePostgres struct {
-	t                    *testing.T
-	pgctl, data, logFile string
-	opts                 string
-	url                  string
-}
-
-// startPrivatePostgres initialises and starts a server on a free port, or
-// skips the test when the server binaries are missing (and fails under CI,
-// where a skipped chaos test would prove nothing).
-func startPrivatePostgres(t *testing.T) *privatePostgres {
+// startPrivatePostgres starts a server this test owns, so that it may
+// crash it (fsync on: what a crash must not lose is what was acknowledged),
+// or skips the test when the server binaries are missing — and fails under
+// CI, where a skipped chaos test would prove nothing.
+func startPrivatePostgres(t *testing.T) *dbtest.Server {
 	t.Helper()
-	bin := os.Getenv("PG_BIN")
-	if bin == "" {
-		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-		slices.Sort(dirs)
-		if len(dirs) > 0 {
-			bin = dirs[len(dirs)-1]
+	pg, err := dbtest.StartServer(t, dbtest.ServerOptions{Fsync: true, MaxConnections: 200})
+	if errors.Is(err, dbtest.ErrNoServerBinaries) {
+		if ci := os.Getenv("CI"); ci == "" || ci == "0" || ci == "false" {
+			t.Skipf("%v: cannot crash a private server", err)
 		}
 	}
-	initdb, pgctl := filepath.Join(bin, "initdb"), filepath.Join(bin, "pg_ctl")
-	if _, err := os.Stat(pgctl); err != nil {
-		if ci := os.Getenv("CI"); ci != "" && ci != "0" && ci != "false" {
-			t.Fatalf("PostgreSQL server binaries not found (PG_BIN=%q)", bin)
-		}
-		t.Skipf("PostgreSQL server binaries not found (PG_BIN=%q): cannot crash a private server", bin)
-	}
-	// Not t.TempDir: its parent folder is the test user's alone, and the
-	// postgres user must enter this one.
-	dir, err := os.MkdirTemp("", "tm-e2e-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
-			t.Fatalf("chown: %v %s", err, out)
-		}
-	}
-	pg := &privatePostgres{t: t, pgctl: pgctl, data: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "server.log")}
-	if out, err := pg.asPG(initdb, "-D", pg.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8").CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v %s", err, out)
-	}
-	port := strconv.Itoa(testnet.FreePort(t))
-	// fsync stays on: what a crash must not lose is what was acknowledged.
-	pg.opts = "-p " + port + " -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
-	pg.start()
-	t.Cleanup(func() { _ = pg.asPG(pg.pgctl, "-D", pg.data, "-m", "immediate", "-w", "stop").Run() })
-	pg.url = "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable"
 	return pg
-}
-
-func (pg *privatePostgres) asPG(args ...string) *exec.Cmd {
-	var cmd *exec.Cmd
-	if os.Geteuid() == 0 {
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...)
-	} else {
-		cmd = exec.Command(args[0], args[1:]...)
-	}
-	cmd.Dir = "/" // the postgres user may not enter the test's working directory
-	return cmd
-}
-
-func (pg *privatePostgres) start() {
-	pg.t.Helper()
-	if out, err := pg.asPG(pg.pgctl, "-D", pg.data, "-l", pg.logFile, "-w", "-t", "30", "-o", pg.opts, "start").CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(pg.logFile)
-		pg.t.Fatalf("pg_ctl start: %v %s\n%s", err, out, log)
-	}
-}
-
-// crash stops the server the way a crash does: no checkpoint, every
-// connection cut; the next start recovers from WAL.
-func (pg *privatePostgres) crash() {
-	pg.t.Helper()
-	if out, err := pg.asPG(pg.pgctl, "-D", pg.data, "-m", "immediate", "-w", "-t", "30", "stop").CombinedOutput(); err != nil {
-		pg.t.Fatalf("pg_ctl stop -m immediate: %v %s", err, out)
-	}
 }
 
 // crashSend is one request of the load; a transport error is status 0
@@ -166,10 +99,10 @@ func TestPostgresCrashRestart(t *testing.T) {
 		t.Skip("PostgreSQL crash test skipped under -short")
 	}
 	pg := startPrivatePostgres(t)
-	s := startStack(t, withDatabaseURL(pg.url), withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret))
+	s := startStack(t, withDatabaseURL(pg.URL), withEnv("usage", "USAGE_INGEST_SECRET="+e2eIngestSecret))
 	defer func() {
 		if t.Failed() {
-			log, _ := os.ReadFile(pg.logFile)
+			log, _ := os.ReadFile(pg.LogFile)
 			t.Logf("---- postgres ----\n%s", log)
 		}
 	}()
@@ -274,10 +207,14 @@ func TestPostgresCrashRestart(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	phase.Store("down")
 	crashedAt := time.Now()
-	pg.crash()
+	if err := pg.Crash(); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(3 * time.Second)
 	phase.Store("restarting")
-	pg.start()
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
 	restartedAt := time.Now()
 	phase.Store("after")
 

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,54 +48,21 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// privatePG starts a PostgreSQL server the test owns (initdb + pg_ctl, as
-// the postgres user via runuser when running as root), so it can restart
-// it. ok is false when that is impossible here.
+// privatePG starts a PostgreSQL server the test owns, so it can restart
+// it (a crash: no checkpoint, recovery from WAL). ok is false when that is
+// impossible here.
 func privatePG(t *testing.T) (url string, restart func(), ok bool) {
 	t.Helper()
-	initdb, err1 := exec.LookPath("initdb")
-	pgctl, err2 := exec.LookPath("pg_ctl")
-	if err1 != nil || err2 != nil {
-		return "", nil, false
-	}
-	asPG := func(args ...string) *exec.Cmd {
-		if os.Geteuid() == 0 {
-			return exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...)
-		}
-		return exec.Command(args[0], args[1:]...)
-	}
-	dir, err := os.MkdirTemp("", "tm-usage-pg-")
+	pg, err := dbtest.StartServer(t, dbtest.ServerOptions{})
 	if err != nil {
+		t.Logf("no private PostgreSQL: %v", err)
 		return "", nil, false
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
-			t.Logf("chown: %v %s", err, out)
-			return "", nil, false
+	return pg.URL, func() {
+		if err := pg.Restart(); err != nil {
+			t.Errorf("restart PostgreSQL: %v", err)
 		}
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := asPG(initdb, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8").CombinedOutput(); err != nil {
-		t.Logf("initdb: %v %s", err, out)
-		return "", nil, false
-	}
-	port := strconv.Itoa(freePort(t))
-	opts := "-p " + port + " -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c max_connections=100"
-	logFile := filepath.Join(dir, "server.log")
-	if out, err := asPG(pgctl, "-D", data, "-l", logFile, "-w", "-t", "30", "-o", opts, "start").CombinedOutput(); err != nil {
-		t.Logf("pg_ctl start: %v %s", err, out)
-		return "", nil, false
-	}
-	t.Cleanup(func() { _ = asPG(pgctl, "-D", data, "-m", "immediate", "-w", "stop").Run() })
-	restart = func() {
-		// -m immediate: the server dies without a checkpoint, like a crash,
-		// and recovers from WAL on start.
-		if out, err := asPG(pgctl, "-D", data, "-l", logFile, "-m", "immediate", "-w", "-t", "30", "-o", opts, "restart").CombinedOutput(); err != nil {
-			t.Errorf("pg_ctl restart: %v %s", err, out)
-		}
-	}
-	return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable", restart, true
+	}, true
 }
 
 func freePort(t testing.TB) int { return testnet.FreePort(t) }
